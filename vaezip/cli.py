@@ -1,0 +1,245 @@
+"""Thin click commands: parse, call the API, print one line per file. Errors: one line, exit status 1."""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+from . import image as vzimage
+from .errors import VaezipError
+
+
+class OutputError(VaezipError):
+    pass
+
+
+def _fail(message: str) -> None:
+    click.echo(f"vaezip: error: {message}", err=True)
+
+
+def write_atomic(path: Path, data: bytes, force: bool) -> None:
+    """Write data to path via a temporary file in the same folder: the destination is either untouched
+    or complete. Without ``force`` an existing file is never replaced (checked race-free by link)."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"{folder}: output folder does not exist; create it or choose another -o")
+    if not force and path.exists():
+        raise OutputError(f"{path} exists; pass --force to overwrite it")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if force:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise OutputError(f"{path} exists; pass --force to overwrite it") from None
+            except OSError:  # file systems without hard links: fall back to a checked rename
+                if path.exists():
+                    raise OutputError(f"{path} exists; pass --force to overwrite it") from None
+                os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _check_not_input(src: Path, dst: Path) -> None:
+    if dst.exists() and src.exists() and os.path.samefile(src, dst):
+        raise OutputError(f"{dst} is the input file; choose another -o")
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise OutputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise OutputError(f"{path}: is a folder, not a file") from None
+    except OSError as e:
+        raise OutputError(f"{path}: cannot read ({e.strerror})") from None
+
+
+def _run_each(inputs: tuple[Path, ...], output: Path | None, job) -> None:
+    """Run job(input, output) for each input; continue past failures and exit 1 if any failed."""
+    if output is not None and len(inputs) > 1:
+        _fail("-o/--output needs exactly one input; leave it out to write beside each input")
+        sys.exit(1)
+    failed = 0
+    for src in inputs:
+        try:
+            job(src, output)
+        except VaezipError as e:
+            _fail(str(e))
+            failed += 1
+        except OSError as e:
+            _fail(f"{src}: {e.strerror or e}")
+            failed += 1
+    if len(inputs) > 1:
+        click.echo(f"{len(inputs) - failed} of {len(inputs)} files done" + (f", {failed} failed" if failed else ""))
+    if failed:
+        sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="vaezip")
+def main() -> None:
+    """vaezip: a learned image codec."""
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-q", "--quality", type=click.FloatRange(0, 100), default=None,
+              help="0..100, higher is better (default 75).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (default: input with .vz).")
+@click.option("-m", "--model", default=None, help="Shipped model to use (see `vaezip models`).")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
+def compress(inputs, quality, output, model, force):
+    """Compress images to .vz files."""
+    from .codec import DEFAULT_QUALITY, encode_array
+    from .zoo import DEFAULT_MODEL, load_model
+
+    quality = DEFAULT_QUALITY if quality is None else quality
+    loaded = load_model(model or DEFAULT_MODEL) if inputs else None
+
+    def job(src: Path, out: Path | None):
+        dst = out or src.with_suffix(".vz")
+        _check_not_input(src, dst)
+        if not force and dst.exists():
+            raise OutputError(f"{dst} exists; pass --force to overwrite it")
+        array, mode = vzimage.load(src)
+        res = encode_array(array, mode, quality, loaded)
+        write_atomic(dst, res.data, force)
+        click.echo(f"{src} -> {dst}: {len(res.data):,} bytes, {res.bpp:.4f} bpp, "
+                   f"{res.width}x{res.height}, q {quality:g}, {res.seconds:.2f} s")
+
+    try:
+        _run_each(inputs, output, job)
+    except VaezipError as e:  # model loading
+        _fail(str(e))
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Output image; its extension picks the format (default: input with .png).")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--max-pixels", type=click.IntRange(1), default=vzimage.MAX_PIXELS, show_default=True,
+              help="Refuse files that declare a larger image (decompression-bomb limit).")
+def decompress(inputs, output, force, max_pixels):
+    """Decompress .vz files to images (PNG unless -o names another format)."""
+    from .codec import decode_array
+    from .format import read_header
+
+    def job(src: Path, out: Path | None):
+        data = _read(src)
+        read_header(data, max_pixels)  # a foreign or damaged input is reported before anything else
+        dst = out or src.with_suffix(".png")
+        _check_not_input(src, dst)
+        if not force and dst.exists():
+            raise OutputError(f"{dst} exists; pass --force to overwrite it")
+        start = time.perf_counter()
+        array, header = decode_array(data, max_pixels=max_pixels)
+        encoded = vzimage.save(vzimage.to_image(array, header.mode), dst)
+        seconds = time.perf_counter() - start
+        write_atomic(dst, encoded, force)
+        click.echo(f"{src} -> {dst}: {header.width}x{header.height} {header.mode}, {len(data):,} bytes, "
+                   f"{header.bpp:.4f} bpp, {seconds:.2f} s")
+
+    _run_each(inputs, output, job)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+def info(inputs):
+    """Show the header of .vz files (no network is built)."""
+    from .format import read_header
+    from .format.container import SECTION_NAMES
+
+    def job(src: Path, _out):
+        h = read_header(_read(src))
+        sections = ", ".join(f"{SECTION_NAMES[k]} {n:,} B" for k, n in zip(h.section_kinds, h.section_lengths))
+        click.echo(f"{src}: vz v{h.version}, model {h.model} ({h.weights_hash.hex()[:12]}), "
+                   f"{h.width}x{h.height} {h.mode}, quality {h.quality:g}, {h.file_bytes:,} bytes, "
+                   f"{h.bpp:.4f} bpp, sections: {sections}")
+
+    _run_each(inputs, None, job)
+
+
+@main.command()
+def models():
+    """List the shipped models."""
+    import json
+
+    import numpy as np
+
+    from .zoo import DEFAULT_MODEL, REGISTRY, weights_path
+
+    for name, entry in REGISTRY.items():
+        path = weights_path(entry)
+        try:
+            with np.load(path, allow_pickle=False) as a:
+                meta = json.loads(bytes(a["meta.json"]).decode())
+            trained = f"{meta.get('step', '?')} steps, {meta.get('cpu_hours', '?')} CPU-h"
+            size = f"{path.stat().st_size / 1e6:.1f} MB"
+        except (OSError, KeyError, ValueError):
+            trained, size = "weights missing or unreadable", "-"
+        mark = " (default)" if name == DEFAULT_MODEL else ""
+        click.echo(f"{name}{mark}: {entry.description}; {trained}; {size}")
+
+
+@main.command()
+@click.argument("data", type=click.Path(path_type=Path),
+                default=lambda: os.environ.get("VAEZIP_TRAIN_DATA", "../shared/datasets/train"))
+@click.option("--run-dir", type=click.Path(path_type=Path), required=True,
+              help="Folder for checkpoint.pt and train.jsonl; an existing run is resumed.")
+@click.option("--steps", type=click.IntRange(1), default=250_000, show_default=True)
+@click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--patch", type=click.IntRange(64), default=128, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--threads", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def train(data, run_dir, steps, batch, patch, lr, threads, seed):
+    """Train (or resume training) the variable-rate model on a folder of images."""
+    from .training.loop import TrainConfig
+    from .training.loop import train as run_training
+
+    cfg = TrainConfig(data=str(data), run_dir=str(run_dir), steps=steps, batch=batch, patch=patch, lr=lr,
+                      threads=threads, seed=seed)
+    try:
+        run_training(cfg, log=click.echo)
+    except VaezipError as e:
+        _fail(str(e))
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Weights file (.npz).")
+@click.option("--name", required=True, help="Model name to record in the file, e.g. msh64-r2.")
+@click.option("--raw", is_flag=True, help="Export the raw weights instead of their moving average.")
+def export(checkpoint, output, name, raw):
+    """Export a training checkpoint to a weights file with frozen coding tables."""
+    from .training.export import export as run_export
+
+    try:
+        digest = run_export(checkpoint, output, name, use_ema=not raw)
+    except VaezipError as e:
+        _fail(str(e))
+        sys.exit(1)
+    click.echo(f"{output}: sha256 {digest}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Entropy modelling: quantization, the training densities (priors), frozen coding tables and the coder."""

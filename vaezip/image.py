@@ -1,0 +1,137 @@
+"""The only user of Pillow: image files <-> uint8 arrays <-> float tensors, padding and cropping."""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.nn import functional as F
+
+from .errors import ImageError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
+
+#: The largest image compress accepts and decompress will allocate, in pixels (about 268 MP).
+#: Larger files are refused before any allocation; see ``max_pixels`` arguments to raise it.
+MAX_PIXELS = 1 << 28
+
+
+def _open(path_or_file) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path_or_file)
+            img.load()
+        return img
+    except FileNotFoundError:
+        raise ImageError(f"{path_or_file}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path_or_file}: is a folder, not an image") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"{path_or_file}: not a readable image ({e.__class__.__name__}); "
+                         "pass a PNG, JPEG, WebP, TIFF or BMP file") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ImageError(f"{path_or_file}: cannot decode image ({e}); the file may be truncated or corrupt") from None
+
+
+def to_array(img: Image.Image) -> tuple[np.ndarray, str]:
+    """PIL image -> (HxWx3 uint8 array, mode) with mode "RGB" or "L".
+
+    Grayscale (L, I;16, I, F, 1) stays grayscale and is coded as three equal channels. Palette
+    images are expanded. Alpha is dropped by compositing onto white: vaezip codes colour only, and
+    a transparent region comes back white, as when a PNG with alpha is shown on a page.
+    """
+    mode = img.mode
+    if mode in ("L", "1", "I", "I;16", "F", "LA"):
+        if mode == "LA":
+            bg = Image.new("L", img.size, 255)
+            bg.paste(img.convert("L"), mask=img.getchannel("A"))
+            img = bg
+        elif mode in ("I", "I;16", "F"):
+            a = np.asarray(img, dtype=np.float64)
+            scale = 255.0 / 65535.0 if a.max() > 255 else 1.0
+            img = Image.fromarray(np.clip(np.round(a * scale), 0, 255).astype(np.uint8), "L")
+        else:
+            img = img.convert("L")
+        a = np.asarray(img, dtype=np.uint8)
+        return np.repeat(a[:, :, None], 3, axis=2), "L"
+    if mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if mode in ("RGBA", "PA") or img.mode == "RGBA" or (mode == "P" and img.mode == "RGBA"):
+        rgba = img.convert("RGBA")
+        bg = Image.new("RGB", img.size, (255, 255, 255))
+        bg.paste(rgba.convert("RGB"), mask=rgba.getchannel("A"))
+        img = bg
+    return np.asarray(img.convert("RGB"), dtype=np.uint8), "RGB"
+
+
+def load_rgb_array(path) -> np.ndarray:
+    return to_array(_open(path))[0]
+
+
+def load(path) -> tuple[np.ndarray, str]:
+    """Read an image file -> (HxWx3 uint8, "RGB" | "L"). Raises ImageError."""
+    return to_array(_open(path))
+
+
+def from_input(image) -> tuple[np.ndarray, str]:
+    """A PIL image, an HxWx3 / HxW uint8 array, or a path -> (HxWx3 uint8, mode)."""
+    if isinstance(image, Image.Image):
+        return to_array(image)
+    if isinstance(image, (str, os.PathLike)):
+        return load(image)
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8:
+            raise ImageError(f"array of dtype {image.dtype}: pass uint8 values 0..255")
+        if image.ndim == 2:
+            return np.repeat(image[:, :, None], 3, axis=2), "L"
+        if image.ndim == 3 and image.shape[2] == 3:
+            return np.ascontiguousarray(image), "RGB"
+        raise ImageError(f"array of shape {image.shape}: pass HxWx3 (RGB) or HxW (grayscale)")
+    raise ImageError(f"cannot compress a {type(image).__name__}: pass a PIL image, a uint8 array or a path")
+
+
+def to_image(array: np.ndarray, mode: str) -> Image.Image:
+    """HxWx3 uint8 -> PIL image in the original mode (grayscale takes the channel mean)."""
+    if mode == "L":
+        gray = np.round(array.astype(np.float32).mean(axis=2)).astype(np.uint8)
+        return Image.fromarray(gray, "L")
+    return Image.fromarray(array, "RGB")
+
+
+def save(img: Image.Image, path: Path) -> bytes:
+    """Encode img in the format its suffix names (PNG when unknown) and return the bytes."""
+    fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    if fmt == "JPEG" or fmt == "WEBP":
+        kwargs = {"quality": 95}
+    else:
+        kwargs = {}
+    buf = io.BytesIO()
+    try:
+        img.save(buf, format=fmt, **kwargs)
+    except (OSError, KeyError, ValueError) as e:
+        raise ImageError(f"{path}: cannot write {fmt} ({e}); use a .png output") from None
+    return buf.getvalue()
+
+
+def to_tensor(array: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """HxWx3 uint8 -> 1x3xHxW float in [0, 1]."""
+    return torch.from_numpy(np.array(array, dtype=np.uint8)).to(device).permute(2, 0, 1)[None].float().div_(255.0)
+
+
+def from_tensor(x: torch.Tensor) -> np.ndarray:
+    """1x3xHxW float -> HxWx3 uint8, rounded and clipped."""
+    return x[0].clamp(0, 1).mul(255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Replicate-pad bottom and right to a multiple of ``multiple`` (the decoder crops it back)."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x
+    return F.pad(x, (0, pw, 0, ph), mode="replicate")

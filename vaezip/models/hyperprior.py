@@ -1,0 +1,107 @@
+"""Variable-rate mean–scale hyperprior VAE (Minnen, Ballé & Toderici 2018, without the
+autoregressive context) with gain units for continuous rate control (Cui et al. 2021).
+
+::
+
+    x -g_a-> y -*gain(t)-> y' -h_a-> z -*hgain(t)-> z' -Q-> z_hat' -/hgain(t)-> -h_s-> (mu, sigma)
+                            y' - mu -Q-> r ;  y_hat' = r + mu -/gain(t)-> -g_s-> x_hat
+
+    rate   = -log2 p(z_hat' | factorized prior) - log2 N(r; 0, sigma)        (the KL term)
+    loss   = lambda(t) * 255^2 * MSE(x, x_hat) + rate / pixels                (beta-VAE with beta = 1/lambda)
+
+t is a continuous rate level in [0, levels-1]; quality 0..100 maps linearly onto it (codec.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..entropy import quantize
+from ..entropy.priors import FactorizedDensity, gaussian_likelihood
+from ..nn.transforms import GainUnits, analysis, hyper_analysis, hyper_synthesis, synthesis
+
+#: Total down-sampling of y (g_a) and of z (g_a then h_a): inputs are padded to a multiple of this.
+STRIDE_Y = 16
+STRIDE_Z = 64
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to build the network; stored beside the weights, never guessed from shapes."""
+
+    arch: str = "msh-gain"
+    n: int = 64
+    m: int = 96
+    levels: int = 8
+    lambda_min: float = 0.0018
+    lambda_max: float = 0.0932
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(**d)
+
+    def lam(self, t: torch.Tensor) -> torch.Tensor:
+        """lambda at level t, log-linear between lambda_min (t=0) and lambda_max (t=levels-1)."""
+        frac = t / (self.levels - 1)
+        return torch.exp(math.log(self.lambda_min) + frac * math.log(self.lambda_max / self.lambda_min))
+
+
+@dataclass
+class RDOutput:
+    x_hat: torch.Tensor
+    y_likelihood: torch.Tensor
+    z_likelihood: torch.Tensor
+
+
+class MeanScaleHyperprior(nn.Module):
+    def __init__(self, config: ModelConfig = ModelConfig()):
+        super().__init__()
+        self.config = config
+        n, m, levels = config.n, config.m, config.levels
+        self.g_a = analysis(n, m)
+        self.g_s = synthesis(n, m)
+        self.h_a = hyper_analysis(n, m)
+        self.h_s = hyper_synthesis(n, m)
+        # Initial gains follow the optimal quantizer step for MSE, step ~ lambda^-1/2.
+        t = torch.arange(levels, dtype=torch.float32)
+        log_lam = config.lam(t).log()
+        init = 0.5 * (log_lam - log_lam.mean())
+        self.gain = GainUnits(levels, m, init)
+        self.hyper_gain = GainUnits(levels, n, 0.5 * init)
+        self.z_prior = FactorizedDensity(n)
+
+    # -- the steps shared by training and coding -------------------------------------------------
+    def analyse(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x -> (y', z'): gained latents, before quantization."""
+        y = self.g_a(x) * self.gain.gain(t)
+        z = self.h_a(y) * self.hyper_gain.gain(t)
+        return y, z
+
+    def hyper_parameters(self, z_hat: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z_hat' -> (mean, scale) of y'."""
+        params = self.h_s(z_hat * self.hyper_gain.inverse_gain(t))
+        mean, scale = params.chunk(2, dim=1)
+        return mean, scale
+
+    def synthesise(self, y_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.g_s(y_hat * self.gain.inverse_gain(t))
+
+    # -- training ----------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> RDOutput:
+        y, z = self.analyse(x, t)
+        z_likelihood = self.z_prior.likelihood(quantize.noisy(z))
+        mean, scale = self.hyper_parameters(quantize.round_ste(z), t)
+        y_likelihood = gaussian_likelihood(quantize.noisy(y) - mean, scale)
+        y_hat = quantize.round_ste(y - mean) + mean
+        return RDOutput(self.synthesise(y_hat, t), y_likelihood, z_likelihood)

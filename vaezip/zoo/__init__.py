@@ -1,0 +1,138 @@
+"""The one model registry: name -> weights file in this package and its SHA-256.
+
+A weights file is a NumPy .npz archive read with ``allow_pickle=False`` (no code is executed on load).
+It holds everything needed to rebuild the model and code with it, so nothing is guessed from shapes:
+
+* ``config.json``: the ModelConfig, as UTF-8 bytes;  ``meta.json``: how it was trained and exported;
+* ``param/<name>``: every tensor of the network's state dict (stored as float16 to keep the package
+  small; the model *is* the float16-rounded network, and its tables were frozen from it);
+* ``table/z/{pmf,offset,length}`` and ``table/y/{pmf,offset,length}``: the frozen coding tables.
+
+New weights get a new name (``-r2``, ...), so that files written with older weights keep decoding while
+their model ships; a .vz file names its model and the hash of its weights file.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..entropy.coder import Coder
+from ..entropy.tables import Table
+from ..errors import ModelError
+from ..models import MeanScaleHyperprior, ModelConfig
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    file: str
+    sha256: str
+    description: str
+
+
+_ENTRIES = (
+    ZooEntry("msh64-r1", "msh64-r1.npz",
+             "966d28243abd124defb298c77beab52b2a1a4631645920a838c47977fc393783",
+             "mean-scale hyperprior, N=64 M=96, gain units, variable rate; trained on CPU"),
+)
+REGISTRY: dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}
+DEFAULT_MODEL = "msh64-r1"
+
+
+@dataclass
+class LoadedModel:
+    """A network with its frozen tables and coders: everything codec.py needs."""
+
+    name: str
+    weights_hash: bytes
+    network: MeanScaleHyperprior
+    z_coder: Coder
+    y_coder: Coder
+    meta: dict
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.network.config
+
+
+def weights_path(entry: ZooEntry) -> Path:
+    return Path(str(resources.files(__package__).joinpath("weights", entry.file)))
+
+
+def _read_json(arrays, key: str) -> dict:
+    return json.loads(bytes(arrays[key]).decode("utf-8"))
+
+
+def _table(arrays, prefix: str) -> Table:
+    return Table(arrays[f"{prefix}/pmf"], arrays[f"{prefix}/offset"], arrays[f"{prefix}/length"])
+
+
+def load_file(path: Path | str, name: str | None = None, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a weights file (shipped or exported by ``vaezip export``). Raises ModelError."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ModelError(f"{path}: cannot read model weights ({e.strerror}); reinstall vaezip or re-export") from None
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as arrays:
+            config = ModelConfig.from_dict(_read_json(arrays, "config.json"))
+            meta = _read_json(arrays, "meta.json")
+            state = {k[len("param/"):]: torch.from_numpy(arrays[k].astype(np.float32))
+                     for k in arrays.files if k.startswith("param/")}
+            z_table, y_table = _table(arrays, "table/z"), _table(arrays, "table/y")
+        network = MeanScaleHyperprior(config)
+        network.load_state_dict(state)
+    except ModelError:
+        raise
+    except Exception as e:  # zip, JSON, shape and key errors all mean: not a vaezip weights file
+        raise ModelError(f"{path}: not a valid vaezip weights file ({e.__class__.__name__}: {e}); "
+                         "re-export it with vaezip export") from None
+    network.eval().requires_grad_(False).to(device)
+    return LoadedModel(name or meta.get("name", path.stem), hashlib.sha256(raw).digest()[:16], network,
+                       Coder(z_table), Coder(y_table), meta)
+
+
+@functools.lru_cache(maxsize=4)
+def load_model(name: str = DEFAULT_MODEL, device: str | None = None) -> LoadedModel:
+    """A shipped model by name, its weights checked against the registry's SHA-256 first."""
+    entry = REGISTRY.get(name)
+    if entry is None:
+        raise ModelError(f"unknown model {name!r}; `vaezip models` lists the shipped ones "
+                         f"({', '.join(REGISTRY)})")
+    path = weights_path(entry)
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        raise ModelError(f"weights of model {name!r} are missing ({path}); reinstall vaezip") from None
+    if digest != entry.sha256:
+        raise ModelError(f"weights of model {name!r} do not match the registry (sha256 {digest[:12]}…, "
+                         f"expected {entry.sha256[:12]}…); reinstall vaezip")
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return load_file(path, name, device)
+
+
+def save_file(path: Path | str, network: MeanScaleHyperprior, z_table: Table, y_table: Table, meta: dict) -> None:
+    """Write a weights file (used by export). The network must already hold the float16-rounded values."""
+    arrays = {
+        "config.json": np.frombuffer(json.dumps(network.config.to_dict()).encode(), dtype=np.uint8),
+        "meta.json": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8),
+    }
+    for k, v in network.state_dict().items():
+        arrays[f"param/{k}"] = v.detach().cpu().numpy().astype(np.float16)
+    for prefix, table in (("table/z", z_table), ("table/y", y_table)):
+        arrays[f"{prefix}/pmf"] = table.pmf
+        arrays[f"{prefix}/offset"] = table.offset
+        arrays[f"{prefix}/length"] = table.length
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    Path(path).write_bytes(buf.getvalue())
