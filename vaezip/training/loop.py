@@ -91,12 +91,12 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
     run.mkdir(parents=True, exist_ok=True)
     ckpt_path = run / "checkpoint.pt"
 
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
     model = MeanScaleHyperprior(model_config).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, cpu_s = 0, 0.0
-    rng = np.random.default_rng(cfg.seed)
-    torch.manual_seed(cfg.seed)
 
     if ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
@@ -144,9 +144,10 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
             opt.step()
+            decay = min(cfg.ema, (1 + step) / (10 + step))  # warm-up, so the init is soon forgotten
             with torch.no_grad():
                 for pe, pm in zip(ema.parameters(), model.parameters()):
-                    pe.lerp_(pm, 1 - cfg.ema)
+                    pe.lerp_(pm, 1 - decay)
             step += 1
             for k, v in (("loss", loss), ("bpp", bpp), ("psnr", psnr)):
                 acc[k] += float(v.detach())

@@ -40,7 +40,7 @@ class ZooEntry:
 
 _ENTRIES = (
     ZooEntry("msh64-r1", "msh64-r1.npz",
-             "966d28243abd124defb298c77beab52b2a1a4631645920a838c47977fc393783",
+             "9d990a03df45a15ded5658e43ffcd351130e030ea5465cad1d94946c658da9f7",
              "mean-scale hyperprior, N=64 M=96, gain units, variable rate; trained on CPU"),
 )
 REGISTRY: dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}

@@ -1,0 +1,139 @@
+"""The command line through click's CliRunner: outputs, summaries, and errors that lose nothing."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from vaezip.cli import main
+
+from conftest import synthetic
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(synthetic(70, 90)).save("photo.png")
+    return tmp_path
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def one_line_error(result) -> str:
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = [l for l in result.output.splitlines() if l.startswith("vaezip: error:")]
+    assert len(lines) >= 1
+    return lines[0]
+
+
+def test_compress_info_decompress(workdir):
+    r = run("compress", "photo.png")
+    assert r.exit_code == 0, r.output
+    assert "photo.vz" in r.output and "bpp" in r.output and " s" in r.output
+    r = run("info", "photo.vz")
+    assert r.exit_code == 0 and "90x70" in r.output and "quality 75" in r.output
+    Path("photo.png").rename("orig.png")
+    r = run("decompress", "photo.vz")
+    assert r.exit_code == 0, r.output
+    assert Image.open("photo.png").size == (90, 70)
+
+
+def test_quality_and_output_options(workdir):
+    assert run("compress", "photo.png", "-q", "10", "-o", "low.vz").exit_code == 0
+    assert run("compress", "photo.png", "-q", "90", "-o", "high.vz").exit_code == 0
+    assert Path("low.vz").stat().st_size < Path("high.vz").stat().st_size
+    r = run("decompress", "high.vz", "-o", "out.jpg")
+    assert r.exit_code == 0 and Image.open("out.jpg").format == "JPEG"
+
+
+def test_no_overwrite_without_force(workdir):
+    Path("photo.vz").write_bytes(b"precious")
+    msg = one_line_error(run("compress", "photo.png"))
+    assert "--force" in msg
+    assert Path("photo.vz").read_bytes() == b"precious"
+    assert run("compress", "photo.png", "--force").exit_code == 0
+    assert Path("photo.vz").read_bytes()[:3] == b"\x89VZ"
+
+
+def test_decompress_never_overwrites_the_original_image(workdir):
+    assert run("compress", "photo.png").exit_code == 0
+    before = Path("photo.png").read_bytes()
+    msg = one_line_error(run("decompress", "photo.vz"))
+    assert "exists" in msg and Path("photo.png").read_bytes() == before
+
+
+@pytest.mark.parametrize("content,expect", [
+    (b"", "not a .vz file|truncated"),
+    (b"GIF89a" + bytes(100), "not a .vz file"),
+])
+def test_foreign_and_empty_vz_files(workdir, content, expect):
+    Path("bad.vz").write_bytes(content)
+    msg = one_line_error(run("decompress", "bad.vz"))
+    assert __import__("re").search(expect, msg)
+    assert not Path("bad.png").exists()
+
+
+def test_truncated_vz_leaves_no_output(workdir):
+    assert run("compress", "photo.png").exit_code == 0
+    data = Path("photo.vz").read_bytes()
+    Path("cut.vz").write_bytes(data[: len(data) // 2])
+    assert "truncated" in one_line_error(run("decompress", "cut.vz"))
+    assert sorted(p.name for p in Path(".").iterdir()) == ["cut.vz", "photo.png", "photo.vz"]
+
+
+def test_unreadable_image(workdir):
+    Path("fake.png").write_bytes(b"not an image at all")
+    msg = one_line_error(run("compress", "fake.png"))
+    assert "fake.png" in msg and not Path("fake.vz").exists()
+    assert "no such file" in one_line_error(run("compress", "missing.png"))
+
+
+def test_several_files_continue_past_a_bad_one(workdir):
+    Image.fromarray(synthetic(40, 40, seed=1)).save("b.png")
+    Path("bad.png").write_bytes(b"junk")
+    r = run("compress", "photo.png", "bad.png", "b.png")
+    assert r.exit_code == 1
+    assert Path("photo.vz").exists() and Path("b.vz").exists() and not Path("bad.vz").exists()
+    assert "2 of 3 files done, 1 failed" in r.output
+
+
+def test_output_with_several_inputs_is_refused(workdir):
+    one_line_error(run("compress", "photo.png", "photo.png", "-o", "x.vz"))
+
+
+def test_quality_out_of_range(workdir):
+    r = run("compress", "photo.png", "-q", "150")
+    assert r.exit_code == 2 and not Path("photo.vz").exists()
+
+
+def test_models_lists_the_default(workdir):
+    r = run("models")
+    assert r.exit_code == 0 and "(default)" in r.output and "CPU-h" in r.output
+
+
+def test_grayscale_file_round_trip(workdir):
+    Image.fromarray(synthetic(50, 60)[:, :, 0]).save("g.png")
+    assert run("compress", "g.png").exit_code == 0
+    assert run("decompress", "g.vz", "-o", "g2.png").exit_code == 0
+    assert Image.open("g2.png").mode == "L"
+
+
+def test_vz_written_with_other_weights_is_named(workdir):
+    import struct
+    import zlib
+
+    from vaezip.format import read_header
+    assert run("compress", "photo.png").exit_code == 0
+    data = bytearray(Path("photo.vz").read_bytes())
+    h = read_header(bytes(data))
+    at = 21 + len(h.model)
+    data[at] ^= 1  # another weights hash, header CRC fixed up
+    data[h.header_bytes - 4:h.header_bytes] = struct.pack("<I", zlib.crc32(bytes(data[:h.header_bytes - 4])))
+    Path("other.vz").write_bytes(bytes(data))
+    assert "other weights" in one_line_error(run("decompress", "other.vz"))

@@ -1,0 +1,114 @@
+"""End-to-end coding with the shipped model: round trips, sizes, rates, determinism."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import vaezip
+from vaezip.codec import decode_array, encode_array
+from vaezip.errors import DecodeMismatchError, FormatError, ImageError
+
+from conftest import psnr, synthetic
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea"])
+def test_photo_round_trip(photos, model, name):
+    img = photos[name]
+    res = encode_array(img, "RGB", 75, model)
+    out, header = decode_array(res.data, model)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert header.width == img.shape[1] and header.height == img.shape[0]
+    assert psnr(img, out) > 24.0, "shipped weights reconstruct a photo far too poorly"
+    assert res.bpp < 3.0
+
+
+def test_file_bits_are_within_one_percent_of_the_estimate_plus_header(photos, model):
+    img = photos["astronaut"]
+    for q in (0, 50, 100):
+        res = encode_array(img, "RGB", q, model)
+        header = vaezip.read_info(res.data)
+        payload_bits = (len(res.data) - header.header_bytes) * 8
+        # constriction quantizes the tables' probabilities, so the file may also come out slightly smaller.
+        assert abs(payload_bits - res.estimated_bits) <= 0.01 * res.estimated_bits + 64
+
+
+def test_quality_trades_rate_for_distortion(photos, model):
+    img = photos["coffee"]
+    results = [encode_array(img, "RGB", q, model) for q in (5, 50, 95)]
+    sizes = [len(r.data) for r in results]
+    quality = [psnr(img, decode_array(r.data, model)[0]) for r in results]
+    assert sizes[0] < sizes[1] < sizes[2]
+    assert quality[0] < quality[1] < quality[2]
+
+
+def test_repeated_encodes_are_identical(photos, model):
+    img = photos["chelsea"]
+    assert encode_array(img, "RGB", 40, model).data == encode_array(img, "RGB", 40, model).data
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (17, 999), (65, 3), (64, 64)])
+def test_odd_sizes_keep_their_exact_size(model, h, w):
+    img = synthetic(h, w)
+    out, _ = decode_array(encode_array(img, "RGB", 50, model).data, model)
+    assert out.shape == (h, w, 3)
+
+
+def test_large_image_round_trip(model):
+    img = synthetic(2000, 3000, seed=3)
+    out, _ = decode_array(encode_array(img, "RGB", 30, model).data, model)
+    assert out.shape == img.shape
+    assert psnr(img, out) > 20
+
+
+def test_grayscale_comes_back_grayscale(gray_photo):
+    out = vaezip.decompress(vaezip.compress(gray_photo, quality=80))
+    assert out.mode == "L" and out.size == (gray_photo.shape[1], gray_photo.shape[0])
+    assert psnr(gray_photo, np.asarray(out)) > 24
+
+
+def test_palette_and_alpha_inputs(photos):
+    rgb = Image.fromarray(photos["chelsea"])
+    pal = rgb.convert("P", palette=Image.Palette.ADAPTIVE)
+    assert vaezip.decompress(vaezip.compress(pal)).mode == "RGB"
+    rgba = rgb.convert("RGBA")
+    alpha = np.zeros(rgba.size[::-1], dtype=np.uint8)
+    alpha[:, : rgba.size[0] // 2] = 255
+    rgba.putalpha(Image.fromarray(alpha))
+    out = np.asarray(vaezip.decompress(vaezip.compress(rgba, quality=90)))
+    right = out[:, rgba.size[0] // 2 + 40:]
+    assert right.mean() > 235, "fully transparent pixels are composited onto white"
+
+
+def test_public_api_accepts_pil_and_arrays(photos):
+    img = photos["astronaut"][:128, :192]
+    a = vaezip.compress(img, quality=60)
+    b = vaezip.compress(Image.fromarray(img), quality=60)
+    assert a == b
+    info = vaezip.read_info(a)
+    assert (info.width, info.height, info.quality, info.model) == (192, 128, 60, vaezip.DEFAULT_MODEL)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        vaezip.compress(synthetic(8, 8), quality=101)
+    with pytest.raises(ImageError):
+        vaezip.compress(np.zeros((4, 4, 3), dtype=np.float32))
+    with pytest.raises(ImageError):
+        vaezip.compress(np.zeros((4, 4, 4), dtype=np.uint8))
+
+
+def test_symbol_checksum_catches_a_decoder_that_disagrees(model, monkeypatch):
+    """If the decoder computes other probabilities (another machine), it must say so, not return garbage."""
+    data = encode_array(synthetic(64, 96), "RGB", 60, model).data
+    import vaezip.codec as codec
+    real = codec.scale_index
+    monkeypatch.setattr(codec, "scale_index", lambda s: (real(s) + 1).clamp(max=63))
+    with pytest.raises((DecodeMismatchError, FormatError)):
+        decode_array(data, model)
+
+
+def test_decompression_bomb_limit(model):
+    data = encode_array(synthetic(64, 64), "RGB", 50, model).data
+    with pytest.raises(FormatError, match="exceeds the limit"):
+        vaezip.decompress(data, max_pixels=1000)
