@@ -45,7 +45,7 @@ def test_compress_info_decompress(workdir):
 
 
 def test_quality_and_output_options(workdir):
-    assert run("compress", "photo.png", "-q", "10", "-o", "low.vz").exit_code == 0
+    assert run("compress", "photo.png", "-q", "10", "-o", "low.vz", "--verify").exit_code == 0
     assert run("compress", "photo.png", "-q", "90", "-o", "high.vz").exit_code == 0
     assert Path("low.vz").stat().st_size < Path("high.vz").stat().st_size
     r = run("decompress", "high.vz", "-o", "out.jpg")
@@ -137,3 +137,19 @@ def test_vz_written_with_other_weights_is_named(workdir):
     data[h.header_bytes - 4:h.header_bytes] = struct.pack("<I", zlib.crc32(bytes(data[:h.header_bytes - 4])))
     Path("other.vz").write_bytes(bytes(data))
     assert "other weights" in one_line_error(run("decompress", "other.vz"))
+
+
+def test_unknown_output_extension(workdir):
+    assert run("compress", "photo.png").exit_code == 0
+    assert ".png" in one_line_error(run("decompress", "photo.vz", "-o", "out.xyz"))
+    assert not Path("out.xyz").exists()
+
+
+def test_exif_orientation_is_applied(workdir):
+    img = Image.fromarray(synthetic(30, 50))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    img.save("rot.jpg", exif=exif, quality=95)
+    assert run("compress", "rot.jpg").exit_code == 0
+    assert run("decompress", "rot.vz").exit_code == 0
+    assert Image.open("rot.png").size == (30, 50)

@@ -104,9 +104,10 @@ def main() -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (default: input with .vz).")
 @click.option("-m", "--model", default=None, help="Shipped model to use (see `vaezip models`).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
-def compress(inputs, quality, output, model, force):
+@click.option("--verify", is_flag=True, help="Decode each result and check it before anything is written.")
+def compress(inputs, quality, output, model, force, verify):
     """Compress images to .vz files."""
-    from .codec import DEFAULT_QUALITY, encode_array
+    from .codec import DEFAULT_QUALITY, decode_array, encode_array
     from .zoo import DEFAULT_MODEL, load_model
 
     quality = DEFAULT_QUALITY if quality is None else quality
@@ -119,6 +120,10 @@ def compress(inputs, quality, output, model, force):
             raise OutputError(f"{dst} exists; pass --force to overwrite it")
         array, mode = vzimage.load(src)
         res = encode_array(array, mode, quality, loaded)
+        if verify:  # raises DecodeMismatchError if the symbols do not come back
+            decoded, _ = decode_array(res.data, loaded)
+            if decoded.shape != array.shape:
+                raise OutputError(f"{src}: verification failed (decoded {decoded.shape}); nothing written")
         write_atomic(dst, res.data, force)
         click.echo(f"{src} -> {dst}: {len(res.data):,} bytes, {res.bpp:.4f} bpp, "
                    f"{res.width}x{res.height}, q {quality:g}, {res.seconds:.2f} s")
@@ -146,6 +151,7 @@ def decompress(inputs, output, force, max_pixels):
         data = _read(src)
         read_header(data, max_pixels)  # a foreign or damaged input is reported before anything else
         dst = out or src.with_suffix(".png")
+        vzimage.output_format(dst)
         _check_not_input(src, dst)
         if not force and dst.exists():
             raise OutputError(f"{dst} exists; pass --force to overwrite it")

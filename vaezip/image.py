@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.nn import functional as F
 
 from .errors import ImageError
@@ -45,6 +45,7 @@ def to_array(img: Image.Image) -> tuple[np.ndarray, str]:
     images are expanded. Alpha is dropped by compositing onto white: vaezip codes colour only, and
     a transparent region comes back white, as when a PNG with alpha is shown on a page.
     """
+    img = ImageOps.exif_transpose(img)  # show the photo the way viewers do
     mode = img.mode
     if mode in ("L", "1", "I", "I;16", "F", "LA"):
         if mode == "LA":
@@ -103,9 +104,18 @@ def to_image(array: np.ndarray, mode: str) -> Image.Image:
     return Image.fromarray(array, "RGB")
 
 
+def output_format(path: Path) -> str:
+    """The Pillow format an output path's extension names. Raises ImageError for unknown ones."""
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise ImageError(f"{path}: cannot tell an image format from {path.suffix or 'no extension'!r}; "
+                         "end the output name with .png, .jpg, .webp, .tif or .bmp")
+    return fmt
+
+
 def save(img: Image.Image, path: Path) -> bytes:
-    """Encode img in the format its suffix names (PNG when unknown) and return the bytes."""
-    fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    """Encode img in the format the path's extension names and return the bytes."""
+    fmt = output_format(path)
     if fmt == "JPEG" or fmt == "WEBP":
         kwargs = {"quality": 95}
     else:
