@@ -247,5 +247,48 @@ def export(checkpoint, output, name, raw):
     click.echo(f"{output}: sha256 {digest}")
 
 
+@main.command()
+@click.argument("images", type=click.Path(path_type=Path),
+                default=lambda: os.environ.get("VAEZIP_KODAK", "../shared/datasets/kodak"))
+@click.option("--out", type=click.Path(path_type=Path), default=Path("bench-results"), show_default=True,
+              help="Folder for results.json, results.md, rd.png and the per-image cache (a rerun resumes).")
+@click.option("--codecs", default=",".join(("jpeg", "webp", "jpeg2000", "avif", "heic", "jpegxl", "vaezip")),
+              show_default=True, help="Comma-separated codecs to run.")
+@click.option("--anchor", default="heic", show_default=True, help="Codec the Bjøntegaard deltas are taken against.")
+@click.option("--reference", type=click.Path(exists=True, path_type=Path),
+              help="JSON of published curves to plot and compare (benchmarks/reference/compressai-kodak.json).")
+@click.option("--model", default=None, help="vaezip model to measure (default: the default model).")
+@click.option("--weights", type=click.Path(exists=True, path_type=Path), help="Measure an exported weights file instead.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Use only the first N images.")
+def bench(images, out, codecs, anchor, reference, model, weights, limit):
+    """Rate–distortion benchmark of vaezip and the classical codecs on a folder of images."""
+    try:
+        from .bench.codecs import FACTORIES
+        from .bench.run import BenchConfig, run
+    except ImportError as e:
+        _fail(f"the benchmark needs the bench extra ({e.name} is missing): pip install 'vaezip[bench]'")
+        sys.exit(1)
+    keys = tuple(k.strip() for k in codecs.split(",") if k.strip())
+    unknown = [k for k in keys if k not in FACTORIES]
+    if unknown:
+        _fail(f"unknown codec {unknown[0]!r}; choose from {', '.join(FACTORIES)}")
+        sys.exit(1)
+    if not Path(images).is_dir():
+        _fail(f"{images}: not a folder of images; pass one or set VAEZIP_KODAK")
+        sys.exit(1)
+    cfg = BenchConfig(images=str(images), out=str(out), codecs=keys, anchor=anchor,
+                      reference=str(reference) if reference else None, vaezip_model=model,
+                      vaezip_weights=str(weights) if weights else None, limit=limit)
+    try:
+        result = run(cfg, log=click.echo, progress=lambda **kw: click.progressbar(**kw, file=sys.stderr))
+    except (VaezipError, FileNotFoundError) as e:
+        _fail(str(e))
+        sys.exit(1)
+    from .bench.run import markdown
+
+    click.echo(markdown(result))
+    click.echo(f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'rd.png'}")
+
+
 if __name__ == "__main__":
     main()

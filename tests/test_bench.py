@@ -1,0 +1,59 @@
+"""The benchmark engine: Bjøntegaard deltas on known cases, and a small real run that resumes."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("scipy")
+from vaezip.bench.bd import bd_quality, bd_rate  # noqa: E402
+
+from conftest import synthetic  # noqa: E402
+
+RATE = np.array([0.1, 0.2, 0.4, 0.8, 1.6])
+PSNR = np.array([26.0, 29.0, 31.5, 34.0, 36.0])
+
+
+def test_ten_percent_less_rate_is_minus_ten_percent():
+    assert bd_rate(RATE, PSNR, 0.9 * RATE, PSNR) == pytest.approx(-10.0, abs=1e-9)
+    assert bd_rate(RATE, PSNR, 0.9 * RATE, PSNR, rate_range=(0.1, 1.5)) == pytest.approx(-10.0, abs=1e-9)
+
+
+def test_bd_is_antisymmetric_and_zero_on_itself():
+    assert bd_rate(RATE, PSNR, RATE, PSNR) == pytest.approx(0.0, abs=1e-12)
+    up = bd_rate(RATE, PSNR, 1.25 * RATE, PSNR)
+    assert up == pytest.approx(25.0, abs=1e-9)
+    assert bd_rate(1.25 * RATE, PSNR, RATE, PSNR) == pytest.approx(-20.0, abs=1e-9)
+
+
+def test_half_a_db_better_everywhere_is_plus_half_a_db():
+    assert bd_quality(RATE, PSNR, RATE, PSNR + 0.5) == pytest.approx(0.5, abs=1e-9)
+
+
+def test_disjoint_curves_have_no_bd():
+    assert np.isnan(bd_rate(RATE, PSNR, RATE, PSNR + 100))
+
+
+def test_small_run_writes_reports_and_resumes(tmp_path):
+    from vaezip.bench.run import BenchConfig, run
+
+    images = tmp_path / "imgs"
+    images.mkdir()
+    for i in range(2):
+        Image.fromarray(synthetic(96, 128, seed=i)).save(images / f"{i}.png")
+    cfg = BenchConfig(images=str(images), out=str(tmp_path / "out"), codecs=("jpeg", "webp"), anchor="jpeg")
+    result = run(cfg, log=lambda *_: None)
+    assert set(result["curves"]) == {"jpeg", "webp"}
+    jpeg = result["curves"]["jpeg"]
+    assert len(jpeg["points"]) == len(jpeg["settings"]) and jpeg["peak_rss_mb"] > 0
+    assert result["bd"]["jpeg"]["bd_rate_psnr"] == pytest.approx(0.0, abs=1e-9)
+    bpps = [p["bpp"] for p in jpeg["points"]]
+    assert bpps == sorted(bpps) and all(b > 0 for b in bpps)
+    for name in ("results.json", "results.md", "rd.png"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+    records = (tmp_path / "out" / "cache.jsonl").read_text().splitlines()
+    again = run(cfg, log=lambda *_: None)  # everything comes from the cache
+    assert (tmp_path / "out" / "cache.jsonl").read_text().splitlines() == records
+    assert json.dumps(again["curves"]["webp"]["points"]) == json.dumps(result["curves"]["webp"]["points"])

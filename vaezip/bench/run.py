@@ -1,0 +1,270 @@
+"""Run codecs over a folder of images, cache every (codec, setting, image) record so an interrupted run
+resumes, then average as the field does (mean of per-image values at each setting), compute
+Bjøntegaard deltas against an anchor, and write JSON, Markdown and an RD plot.
+
+Each codec runs in a child process of its own, so that its peak resident memory can be reported.
+"""
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import platform
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..image import IMAGE_SUFFIXES, load_rgb_array
+from . import codecs as codec_registry
+from .bd import bd_quality, bd_rate
+from .metrics import ms_ssim, psnr
+
+DEFAULT_CODECS = ("jpeg", "webp", "jpeg2000", "avif", "heic", "jpegxl", "vaezip")
+
+
+@dataclass
+class BenchConfig:
+    images: str
+    out: str
+    codecs: tuple[str, ...] = DEFAULT_CODECS
+    anchor: str = "heic"
+    rate_range: tuple[float, float] = (0.1, 1.5)
+    reference: str | None = None
+    vaezip_model: str | None = None
+    vaezip_weights: str | None = None
+    limit: int | None = None
+
+
+def image_list(folder: str, limit: int | None = None) -> list[Path]:
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return files[:limit] if limit else files
+
+
+def _build(key: str, cfg: BenchConfig) -> codec_registry.Codec:
+    if key == "vaezip":
+        return codec_registry.vaezip_codec(cfg.vaezip_model, cfg.vaezip_weights)
+    return codec_registry.FACTORIES[key]()
+
+
+def _worker(key: str, cfg: BenchConfig, todo: list[tuple[float, str]], queue) -> None:
+    """Child process: run one codec over (setting, image) pairs, sending one record per pair."""
+    try:
+        codec = _build(key, cfg)
+    except codec_registry.CodecUnavailable as e:
+        queue.put(("unavailable", str(e)))
+        return
+    queue.put(("codec", {"name": codec.name, "version": codec.version, "options": codec.options,
+                         "settings": codec.settings}))
+    images: dict[str, np.ndarray] = {}
+    for setting, path in todo:
+        if setting not in codec.settings:
+            continue
+        img = images.setdefault(path, load_rgb_array(path))
+        t0 = time.perf_counter()
+        data = codec.encode(img, setting)
+        t1 = time.perf_counter()
+        out = codec.decode(data)
+        t2 = time.perf_counter()
+        if out.shape != img.shape:
+            raise RuntimeError(f"{codec.name} decoded {out.shape} for an image of {img.shape}")
+        h, w = img.shape[:2]
+        queue.put(("record", {"codec": key, "setting": setting, "image": Path(path).name, "bytes": len(data),
+                              "bpp": 8 * len(data) / (h * w), "psnr": psnr(img, out), "ms_ssim": ms_ssim(img, out),
+                              "encode_s": t1 - t0, "decode_s": t2 - t1}))
+    queue.put(("done", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+
+def _messages(ctx, key: str, cfg: BenchConfig, todo):
+    """Start a worker and yield its messages until it is done; a worker that dies is an error."""
+    import queue as queue_module
+
+    q = ctx.Queue()
+    proc = ctx.Process(target=_worker, args=(key, cfg, todo, q), daemon=True)
+    proc.start()
+    try:
+        while True:
+            try:
+                kind, payload = q.get(timeout=2)
+            except queue_module.Empty:
+                if not proc.is_alive():
+                    raise RuntimeError(f"benchmark worker for {key} died (exit code {proc.exitcode})") from None
+                continue
+            yield kind, payload
+            if kind in ("done", "unavailable"):
+                break
+    finally:
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.kill()
+
+
+def _load_cache(path: Path) -> dict:
+    cache = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                r = json.loads(line)
+                cache[(r["codec"], float(r["setting"]), r["image"])] = r
+            except (json.JSONDecodeError, KeyError):
+                continue  # a line cut short by an interruption
+    return cache
+
+
+def run(cfg: BenchConfig, log=print, progress=None) -> dict:
+    files = image_list(cfg.images, cfg.limit)
+    if not files:
+        raise FileNotFoundError(f"{cfg.images}: no images to benchmark")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache_path = out / "cache.jsonl"
+    cache = _load_cache(cache_path)
+    info, skipped, peak = {}, {}, {}
+    ctx = mp.get_context("spawn")
+    with cache_path.open("a") as cache_file:
+        for key in cfg.codecs:
+            # A worker with nothing to do reports the codec's description, or why it is unavailable.
+            messages = _messages(ctx, key, cfg, [])
+            kind, payload = next(messages)
+            if kind == "unavailable":
+                skipped[key] = payload
+                log(f"skipped {key}: {payload}")
+                continue
+            info[key] = payload
+            ident = payload["id"] = f"{key}|{payload['version']}"  # new weights or versions are measured anew
+            todo = [(float(s), str(f)) for s in payload["settings"] for f in files
+                    if (ident, float(s), f.name) not in cache]
+            if not todo:
+                log(f"{payload['name']}: all {len(files) * len(payload['settings'])} results cached")
+                continue
+            bar = progress(length=len(todo), label=f"{payload['name']:>16}") if progress else None
+            for kind, payload in _messages(ctx, key, cfg, todo):
+                if kind == "done":
+                    peak[key] = payload
+                elif kind == "record":
+                    payload["codec"] = ident
+                    cache[(ident, payload["setting"], payload["image"])] = payload
+                    cache_file.write(json.dumps(payload) + "\n")
+                    cache_file.flush()
+                    if bar:
+                        bar.update(1)
+            if bar:
+                bar.render_finish()
+    result = summarise(cfg, files, cache, info, skipped, peak)
+    write_reports(result, out)
+    return result
+
+
+def _mean(values) -> float:
+    v = [x for x in values if x is not None and math.isfinite(x)]
+    return float(np.mean(v)) if v else math.nan
+
+
+def _msssim_db(v: float) -> float:
+    return -10 * math.log10(1 - v) if v < 1 else math.inf
+
+
+def summarise(cfg: BenchConfig, files, cache, info, skipped, peak) -> dict:
+    names = [f.name for f in files]
+    curves = {}
+    for key, meta in info.items():
+        points = []
+        for s in meta["settings"]:
+            recs = [cache.get((meta["id"], float(s), n)) for n in names]
+            if any(r is None for r in recs):
+                continue
+            points.append({"setting": s, **{m: _mean(r[m] for r in recs)
+                                            for m in ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s")}})
+        points.sort(key=lambda p: p["bpp"])
+        curves[key] = {**meta, "peak_rss_mb": peak.get(key), "points": points}
+    reference = {}
+    if cfg.reference:
+        ref = json.loads(Path(cfg.reference).read_text())
+        reference = {k: v for k, v in ref["curves"].items()}
+    bd = {}
+    if cfg.anchor in curves:
+        a = curves[cfg.anchor]["points"]
+        ar, ap, am = ([p["bpp"] for p in a], [p["psnr"] for p in a], [_msssim_db(p["ms_ssim"]) for p in a])
+        every = {k: ([p["bpp"] for p in c["points"]], [p["psnr"] for p in c["points"]],
+                     [_msssim_db(p["ms_ssim"]) for p in c["points"]]) for k, c in curves.items()}
+        every.update({f"ref:{k}": (v["bpp"], v["psnr"], [_msssim_db(x) for x in v["ms-ssim"]])
+                      for k, v in reference.items()})
+        for k, (r, p, m) in every.items():
+            bd[k] = {"bd_rate_psnr": bd_rate(ar, ap, r, p), "bd_psnr_db": bd_quality(ar, ap, r, p),
+                     "bd_rate_psnr_in_range": bd_rate(ar, ap, r, p, cfg.rate_range),
+                     "bd_rate_ms_ssim": bd_rate(ar, am, r, m)}
+    return {"images": cfg.images, "image_count": len(files), "anchor": cfg.anchor,
+            "rate_range_bpp": list(cfg.rate_range), "python": platform.python_version(),
+            "machine": platform.machine(), "curves": curves, "skipped": skipped,
+            "reference": reference, "reference_source": cfg.reference, "bd": bd}
+
+
+def _fmt(v: float, spec: str) -> str:
+    return "–" if v is None or not math.isfinite(v) else format(v, spec)
+
+
+def markdown(result: dict) -> str:
+    lo, hi = result["rate_range_bpp"]
+    anchor = result["anchor"]
+    lines = [f"Images: {result['image_count']} from `{Path(result['images']).name}`; anchor: {anchor}; "
+             "BD figures are negative where a codec needs fewer bits than the anchor.", "",
+             f"| codec | BD-rate PSNR | BD-rate PSNR {lo}–{hi} bpp | BD-PSNR (dB) | BD-rate MS-SSIM | "
+             "encode s | decode s | peak RSS MB | version and settings |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for key, c in result["curves"].items():
+        b = result["bd"].get(key, {})
+        lines.append(f"| {c['name']} | {_fmt(b.get('bd_rate_psnr'), '+.1f')} % | "
+                     f"{_fmt(b.get('bd_rate_psnr_in_range'), '+.1f')} % | {_fmt(b.get('bd_psnr_db'), '+.2f')} | "
+                     f"{_fmt(b.get('bd_rate_ms_ssim'), '+.1f')} % | {_fmt(_mean(p['encode_s'] for p in c['points']), '.3f')} | "
+                     f"{_fmt(_mean(p['decode_s'] for p in c['points']), '.3f')} | {_fmt(c.get('peak_rss_mb'), '.0f')} | "
+                     f"{c['version']}; {json.dumps(c['options'], sort_keys=True)} |")
+    for key in result["reference"]:
+        b = result["bd"].get(f"ref:{key}", {})
+        lines.append(f"| {key} (published) | {_fmt(b.get('bd_rate_psnr'), '+.1f')} % | "
+                     f"{_fmt(b.get('bd_rate_psnr_in_range'), '+.1f')} % | {_fmt(b.get('bd_psnr_db'), '+.2f')} | "
+                     f"{_fmt(b.get('bd_rate_ms_ssim'), '+.1f')} % | | | | reference data |")
+    for key, why in result["skipped"].items():
+        lines.append(f"| {key} | skipped: {why} | | | | | | | |")
+    lines += ["", "Mean per setting (bpp, PSNR-RGB dB, MS-SSIM):", ""]
+    for key, c in result["curves"].items():
+        pts = "; ".join(f"{p['setting']:g}: {p['bpp']:.3f} / {p['psnr']:.2f} / {_fmt(p['ms_ssim'], '.4f')}"
+                        for p in c["points"])
+        lines.append(f"- {c['name']}: {pts}")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
+    for key, c in result["curves"].items():
+        r = [p["bpp"] for p in c["points"]]
+        style = dict(marker="o", ms=3, lw=2.2 if key == "vaezip" else 1.2)
+        axes[0].plot(r, [p["psnr"] for p in c["points"]], label=c["name"], **style)
+        axes[1].plot(r, [_msssim_db(p["ms_ssim"]) for p in c["points"]], label=c["name"], **style)
+    for key, v in result["reference"].items():
+        axes[0].plot(v["bpp"], v["psnr"], ls="--", lw=1, label=f"{key} (published)")
+        axes[1].plot(v["bpp"], [_msssim_db(x) for x in v["ms-ssim"]], ls="--", lw=1, label=f"{key} (published)")
+    for ax, ylabel in zip(axes, ("PSNR-RGB (dB)", "MS-SSIM (dB, -10 log10(1 - MS-SSIM))")):
+        ax.set_xlim(0, 2.0)
+        ax.set_xlabel("bits per pixel")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylim(22, 42)
+    axes[1].set_ylim(6, 24)
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"Rate–distortion on {result['image_count']} images ({Path(result['images']).name})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_reports(result: dict, out: Path) -> None:
+    (out / "results.json").write_text(json.dumps(result, indent=1, allow_nan=True))
+    (out / "results.md").write_text(markdown(result))
+    plot(result, out / "rd.png")
