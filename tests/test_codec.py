@@ -102,8 +102,8 @@ def test_symbol_checksum_catches_a_decoder_that_disagrees(model, monkeypatch):
     """If the decoder computes other probabilities (another machine), it must say so, not return garbage."""
     data = encode_array(synthetic(64, 96), "RGB", 60, model).data
     import vaezip.codec as codec
-    real = codec.scale_index
-    monkeypatch.setattr(codec, "scale_index", lambda s: (real(s) + 1).clamp(max=63))
+    real = codec.scale_index_exact
+    monkeypatch.setattr(codec, "scale_index_exact", lambda s, t: (real(s, t) + 1).clamp(max=63))
     with pytest.raises((DecodeMismatchError, FormatError)):
         decode_array(data, model)
 

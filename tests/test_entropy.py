@@ -7,7 +7,8 @@ import torch
 
 from vaezip.entropy.coder import Coder
 from vaezip.entropy.priors import FactorizedDensity, scale_table
-from vaezip.entropy.tables import Table, scale_index, y_table, z_table
+from vaezip.entropy.parameters import scale_index_exact, scale_thresholds
+from vaezip.entropy.tables import Table, y_table, z_table
 from vaezip.errors import FormatError
 
 
@@ -25,8 +26,9 @@ def test_tables_are_normalised(ytab):
 
 def test_scale_index_picks_the_smallest_table_scale_not_below():
     table = scale_table()
-    s = torch.tensor([0.0, table[0], table[5] * 1.0001, table[-1] * 10])
-    idx = scale_index(s).tolist()
+    thresholds = scale_thresholds(table)
+    s = torch.tensor([0.0, thresholds[0], thresholds[5] + 1, thresholds[-1] * 10], dtype=torch.float64)
+    idx = scale_index_exact(s, thresholds).tolist()
     assert idx == [0, 0, 6, len(table) - 1]
 
 

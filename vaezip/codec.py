@@ -3,7 +3,7 @@
 ::
 
     compress:   x -g_a,h_a-> (y', z') ; z_sym = clamp(round(z')) -coder(z tables)-> section z
-                z_sym -h_s-> (mean, scale) ; idx = scale_index(scale) ; r = clamp(round(y' - mean))
+                z_sym -exact integer h_s-> (mean, scale) ; idx = scale index ; r = clamp(round(y' - mean))
                 r -coder(y tables[idx])-> section y ; header + sections -format-> .vz
     decompress: the header names the model; section z -> z_sym -h_s-> (mean, idx) ; section y -> r
                 y_hat' = r + mean -g_s-> x_hat, cropped to the stored size
@@ -19,7 +19,7 @@ import torch
 
 from . import format as vzformat
 from . import image as vzimage
-from .entropy.tables import scale_index
+from .entropy.parameters import ACT_BITS, quantized_gain, scale_index_exact
 from .errors import DecodeMismatchError, FormatError, ImageError, ModelError
 from .models.hyperprior import STRIDE_Z
 from .zoo import DEFAULT_MODEL, LoadedModel, load_model
@@ -61,6 +61,17 @@ def _z_index(model: LoadedModel, shape) -> torch.Tensor:
     return torch.arange(c).view(1, c, 1, 1).expand(shape)
 
 
+def entropy_parameters(model: LoadedModel, z_sym: torch.Tensor, quality: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """z symbols -> (mean of y', scale-table index of each y' element), bit-identical on every machine
+    (entropy/parameters.py). Returned on the CPU; the mean as float32."""
+    code = vzformat.container.quality_code(quality)
+    gain = quantized_gain(model.network.hyper_gain.log_inverse_gain.detach().cpu().numpy(), code,
+                          model.config.levels)
+    out = model.exact_h_s(z_sym, gain)
+    mean_q, scale_q = out.chunk(2, dim=1)
+    return (mean_q / 2**ACT_BITS).float(), scale_index_exact(scale_q, model.scale_thresholds)
+
+
 def _device(model: LoadedModel) -> torch.device:
     return next(model.network.parameters()).device
 
@@ -87,9 +98,8 @@ def encode_array(array: np.ndarray, mode: str = "RGB", quality: float = DEFAULT_
     y, z = net.analyse(x, t)
     z_idx = _z_index(model, z.shape).to(dev)
     z_sym = model.z_coder.table.clamp(torch.round(z), z_idx)
-    mean, scale = net.hyper_parameters(z_sym, t)
-    y_idx = scale_index(scale)
-    y_sym = model.y_coder.table.clamp(torch.round(y - mean), y_idx)
+    mean, y_idx = entropy_parameters(model, z_sym, quality)
+    y_sym = model.y_coder.table.clamp(torch.round(y.cpu() - mean), y_idx)
     z_np, y_np = z_sym.cpu().numpy().astype(np.int64), y_sym.cpu().numpy().astype(np.int64)
     zi_np, yi_np = z_idx.cpu().numpy(), y_idx.cpu().numpy()
     sections = [
@@ -129,13 +139,11 @@ def decode_array(data: bytes, model: LoadedModel | None = None,
     z_shape = (1, model.config.n, hz, wz)
     z_idx = _z_index(model, z_shape)
     z_np = model.z_coder.decode(sections[vzformat.container.SECTION_Z], z_idx.numpy())
-    z_sym = torch.from_numpy(z_np).to(dev, torch.float32)
-    mean, scale = net.hyper_parameters(z_sym, t)
-    y_idx = scale_index(scale)
-    y_np = model.y_coder.decode(sections[vzformat.container.SECTION_Y], y_idx.cpu().numpy())
+    mean, y_idx = entropy_parameters(model, torch.from_numpy(z_np), header.quality)
+    y_np = model.y_coder.decode(sections[vzformat.container.SECTION_Y], y_idx.numpy())
     if symbol_checksum(z_np, y_np) != header.symbols_crc:
         raise DecodeMismatchError("decoded symbols do not match the encoder's (symbol checksum); this machine "
                                   "computed different probabilities than the one that wrote the file")
-    y_hat = torch.from_numpy(y_np).to(dev, torch.float32) + mean
+    y_hat = (torch.from_numpy(y_np).float() + mean).to(dev)
     x_hat = net.synthesise(y_hat, t)[..., : header.height, : header.width]
     return vzimage.from_tensor(x_hat), header

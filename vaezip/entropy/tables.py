@@ -103,9 +103,3 @@ def y_table() -> Table:
         rows.append(pmf)
         offsets.append(-k)
     return Table(_pad(rows), np.array(offsets), np.array([len(r) for r in rows]))
-
-
-def scale_index(scale: torch.Tensor) -> torch.Tensor:
-    """The integer index of the smallest table scale that is >= ``scale`` (clamped to the table)."""
-    table = torch.from_numpy(scale_table()).to(scale.device, torch.float32)
-    return torch.bucketize(scale.float(), table).clamp_(0, len(table) - 1)

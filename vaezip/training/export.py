@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from ..entropy.parameters import scale_thresholds
+from ..entropy.priors import scale_table
 from ..entropy.tables import y_table, z_table
 from ..models import MeanScaleHyperprior, ModelConfig
 from ..zoo import save_file
@@ -29,6 +31,6 @@ def export(checkpoint: str | Path, output: str | Path, name: str, use_ema: bool 
     }
     output = Path(output)
     tmp = output.with_suffix(".tmp")
-    save_file(tmp, network, z_table(network.z_prior), y_table(), meta)
+    save_file(tmp, network, z_table(network.z_prior), y_table(), scale_thresholds(scale_table()), meta)
     tmp.replace(output)
     return hashlib.sha256(output.read_bytes()).hexdigest()

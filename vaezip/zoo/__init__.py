@@ -6,7 +6,9 @@ It holds everything needed to rebuild the model and code with it, so nothing is 
 * ``config.json``: the ModelConfig, as UTF-8 bytes;  ``meta.json``: how it was trained and exported;
 * ``param/<name>``: every tensor of the network's state dict (stored as float16 to keep the package
   small; the model *is* the float16-rounded network, and its tables were frozen from it);
-* ``table/z/{pmf,offset,length}`` and ``table/y/{pmf,offset,length}``: the frozen coding tables.
+* ``table/z/{pmf,offset,length}`` and ``table/y/{pmf,offset,length}``: the frozen coding tables;
+  ``table/y/threshold``: the scale table in fixed point, against which the exact integer h_s
+  (entropy/parameters.py) selects a table.
 
 New weights get a new name (``-r2``, ...), so that files written with older weights keep decoding while
 their model ships; a .vz file names its model and the hash of its weights file.
@@ -25,6 +27,7 @@ import numpy as np
 import torch
 
 from ..entropy.coder import Coder
+from ..entropy.parameters import IntegerHyperSynthesis
 from ..entropy.tables import Table
 from ..errors import ModelError
 from ..models import MeanScaleHyperprior, ModelConfig
@@ -40,7 +43,7 @@ class ZooEntry:
 
 _ENTRIES = (
     ZooEntry("msh64-r1", "msh64-r1.npz",
-             "9d990a03df45a15ded5658e43ffcd351130e030ea5465cad1d94946c658da9f7",
+             "5e40331eb7740a0e342cb3b519ea53c5c04112e53e07e57cb0ecb1dc46752098",
              "mean-scale hyperprior, N=64 M=96, gain units, variable rate; trained on CPU"),
 )
 REGISTRY: dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}
@@ -56,6 +59,8 @@ class LoadedModel:
     network: MeanScaleHyperprior
     z_coder: Coder
     y_coder: Coder
+    scale_thresholds: np.ndarray
+    exact_h_s: IntegerHyperSynthesis
     meta: dict
 
     @property
@@ -89,8 +94,12 @@ def load_file(path: Path | str, name: str | None = None, device: str | torch.dev
             state = {k[len("param/"):]: torch.from_numpy(arrays[k].astype(np.float32))
                      for k in arrays.files if k.startswith("param/")}
             z_table, y_table = _table(arrays, "table/z"), _table(arrays, "table/y")
+            thresholds = arrays["table/y/threshold"].astype(np.int64)
+        if len(thresholds) != len(y_table):
+            raise ValueError("scale thresholds and y tables differ in length")
         network = MeanScaleHyperprior(config)
         network.load_state_dict(state)
+        exact_h_s = IntegerHyperSynthesis(network.h_s)
     except ModelError:
         raise
     except Exception as e:  # zip, JSON, shape and key errors all mean: not a vaezip weights file
@@ -98,7 +107,7 @@ def load_file(path: Path | str, name: str | None = None, device: str | torch.dev
                          "re-export it with vaezip export") from None
     network.eval().requires_grad_(False).to(device)
     return LoadedModel(name or meta.get("name", path.stem), hashlib.sha256(raw).digest()[:16], network,
-                       Coder(z_table), Coder(y_table), meta)
+                       Coder(z_table), Coder(y_table), thresholds, exact_h_s, meta)
 
 
 @functools.lru_cache(maxsize=4)
@@ -121,7 +130,8 @@ def load_model(name: str = DEFAULT_MODEL, device: str | None = None) -> LoadedMo
     return load_file(path, name, device)
 
 
-def save_file(path: Path | str, network: MeanScaleHyperprior, z_table: Table, y_table: Table, meta: dict) -> None:
+def save_file(path: Path | str, network: MeanScaleHyperprior, z_table: Table, y_table: Table,
+              scale_thresholds: np.ndarray, meta: dict) -> None:
     """Write a weights file (used by export). The network must already hold the float16-rounded values."""
     arrays = {
         "config.json": np.frombuffer(json.dumps(network.config.to_dict()).encode(), dtype=np.uint8),
@@ -133,6 +143,7 @@ def save_file(path: Path | str, network: MeanScaleHyperprior, z_table: Table, y_
         arrays[f"{prefix}/pmf"] = table.pmf
         arrays[f"{prefix}/offset"] = table.offset
         arrays[f"{prefix}/length"] = table.length
+    arrays["table/y/threshold"] = np.asarray(scale_thresholds, dtype=np.int64)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     Path(path).write_bytes(buf.getvalue())

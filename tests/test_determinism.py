@@ -1,0 +1,87 @@
+"""Files decode anywhere: the entropy parameters are exact integers, whatever the float path does."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import torch
+
+from vaezip.codec import decode_array, encode_array, entropy_parameters
+from vaezip.entropy.parameters import exact_exp, quantized_gain
+
+from conftest import psnr, synthetic
+
+
+def test_exact_h_s_does_not_depend_on_summation_order(model):
+    """Permuting the input channels (and the weights with them) changes the order of every sum; an exact
+    integer evaluation gives identical results, a float32 one would not in general."""
+    rng = np.random.default_rng(0)
+    z = torch.from_numpy(rng.integers(-20, 20, (1, model.config.n, 5, 7))).double()
+    gain = quantized_gain(model.network.hyper_gain.log_inverse_gain.detach().numpy(), 5000, model.config.levels)
+    ref = model.exact_h_s(z, gain)
+    perm = torch.from_numpy(rng.permutation(model.config.n))
+    kind, first, w, b = model.exact_h_s.layers[0]
+    model.exact_h_s.layers[0] = (kind, first, w[perm], b)
+    try:
+        out = model.exact_h_s(z[:, perm], gain[perm.numpy()])
+    finally:
+        model.exact_h_s.layers[0] = (kind, first, w, b)
+    assert torch.equal(out, ref)
+    assert torch.equal(out, torch.round(out)) and out.abs().max() < 2**53
+
+
+def test_exact_h_s_follows_the_float_network(model):
+    rng = np.random.default_rng(1)
+    z = torch.from_numpy(rng.integers(-6, 6, (1, model.config.n, 4, 4))).float()
+    mean_exact, _ = entropy_parameters(model, z, 75)
+    t = torch.tensor([0.75 * (model.config.levels - 1)])
+    mean_float, _ = model.network.hyper_parameters(z, t)
+    assert (mean_exact - mean_float).abs().max() < 0.05
+
+
+def test_exact_exp_is_accurate():
+    for x in np.linspace(-30, 30, 1001):
+        assert abs(exact_exp(float(x)) / np.exp(x) - 1) < 1e-13
+
+
+def test_perturbed_synthesis_still_decodes_the_same_symbols(model, monkeypatch):
+    """The decoder's float path (synthesis) computed in float64 with noise: symbols and checksums hold."""
+    img = synthetic(96, 80, seed=5)
+    data = encode_array(img, "RGB", 70, model).data
+    ref, _ = decode_array(data, model)
+    net = model.network
+    synthesise = net.synthesise
+
+    def noisy_float64(y_hat, t):
+        net.double()
+        try:
+            x = y_hat.double() * (1 + 1e-6 * torch.randn_like(y_hat.double()))
+            return net.g_s(x * net.gain.inverse_gain(t.double())).float()
+        finally:
+            net.float()
+
+    monkeypatch.setattr(net, "synthesise", noisy_float64)
+    out, _ = decode_array(data, model)  # raises DecodeMismatchError if any symbol differed
+    monkeypatch.setattr(net, "synthesise", synthesise)
+    assert psnr(ref, out) > 40
+
+
+def test_decode_in_another_process_with_another_thread_count(model, tmp_path):
+    img = synthetic(130, 70, seed=6)
+    torch.set_num_threads(1)
+    data = encode_array(img, "RGB", 40, model).data
+    (tmp_path / "a.vz").write_bytes(data)
+    script = textwrap.dedent(f"""
+        import torch, numpy as np
+        torch.set_num_threads(2)
+        import vaezip
+        out = np.asarray(vaezip.decompress(open({str(tmp_path / 'a.vz')!r}, 'rb').read()))
+        np.save({str(tmp_path / 'out.npy')!r}, out)
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=300)
+    here, _ = decode_array(data, model)
+    there = np.load(tmp_path / "out.npy")
+    assert there.shape == here.shape
+    assert np.abs(there.astype(int) - here).max() <= 1  # pixels may differ in the last float bit only

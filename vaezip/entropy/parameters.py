@@ -1,0 +1,106 @@
+"""Device-independent entropy parameters: h_s evaluated as an exact integer network.
+
+Every quantity that selects a probability table must come out bit-identical on any CPU or GPU, thread
+count or BLAS (Ballé, Johnston & Minnen 2019, "Integer networks for data compression with latent-variable
+models"). Instead of training a quantized network, the trained float h_s is evaluated at coding time
+in fixed point so that it is *exact*:
+
+* inputs are integers: z_hat times the hyper inverse gain, rounded to ``ACT_BITS`` fractional bits;
+* weights are rounded to ``WEIGHT_BITS`` fractional bits, biases to the product's bits;
+* before each convolution, activations are clamped to ±``ACT_LIMIT``; with the weights' absolute column
+  sums this bounds every partial sum below 2^53, so the float64 convolution of these integers is exact
+  whatever the summation order or algorithm, and all machines get the same integers;
+* rescaling is a division by a power of two and rounding, LeakyReLU a correctly rounded multiply and
+  rounding, the gain an ``exp`` built from IEEE basic operations only (no libm);
+* the scale index compares the integer scale with integer thresholds frozen at export.
+
+The cost in rate is the difference between this network and the float one it approximates (measured in
+benchmarks/); the mean comes out of the same exact path, so reconstructions agree too up to the synthesis.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+WEIGHT_BITS = 16
+ACT_BITS = 12
+ACT_LIMIT = 4096.0 * 2**ACT_BITS  # activations beyond ±4096 are clamped (far outside what h_s produces)
+_EXACT = 2.0**53
+
+
+def exact_exp(x: float) -> float:
+    """exp(x) from IEEE-754 basic operations only (range reduction by ln 2, then a Taylor series), so
+    that every platform computes the same double. Accurate to a few ulp, which is all we need."""
+    ln2 = 0.6931471805599453
+    k = math.floor(x / ln2 + 0.5)
+    r = x - k * ln2
+    term, total = 1.0, 1.0
+    for n in range(1, 24):
+        term = term * r / n
+        total = total + term
+    return math.ldexp(total, k)  # exact scaling by 2^k
+
+
+def quantized_gain(log_gain: np.ndarray, quality_code: int, levels: int) -> np.ndarray:
+    """Per-channel gain at a quality code (hundredths, 0..10000), in ACT_BITS fixed point (int64).
+
+    The same exponential interpolation as GainUnits, computed in Python floats (no vectorised libm)."""
+    pos = quality_code * (levels - 1)  # t * 10000, an exact integer
+    lo = min(pos // 10000, levels - 2)
+    w = (pos - lo * 10000) / 10000
+    rows = log_gain.astype(np.float64)
+    out = [math.floor(exact_exp(float(a) * (1 - w) + float(b) * w) * 2**ACT_BITS + 0.5)
+           for a, b in zip(rows[lo], rows[lo + 1])]
+    return np.asarray(out, dtype=np.int64)
+
+
+class IntegerHyperSynthesis:
+    """h_s (Conv2d / ConvTranspose2d / LeakyReLU layers) evaluated exactly in fixed point on the CPU."""
+
+    def __init__(self, h_s: nn.Sequential):
+        self.layers = []
+        for module in h_s:
+            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+                w = torch.round(module.weight.detach().double().cpu() * 2**WEIGHT_BITS)
+                b = torch.round(module.bias.detach().double().cpu() * 2 ** (WEIGHT_BITS + ACT_BITS))
+                # Largest |sum| one output can reach: ACT_LIMIT times the largest sum of |w| feeding it.
+                fan = w.abs().sum(dim=(0, 2, 3) if isinstance(module, nn.ConvTranspose2d) else (1, 2, 3))
+                bound = ACT_LIMIT * float(fan.max()) + float(b.abs().max())
+                if bound >= _EXACT:
+                    raise ValueError(f"h_s layer cannot be evaluated exactly (bound {bound:.3g} >= 2^53)")
+                self.layers.append(("conv", module, w, b))
+            elif isinstance(module, nn.LeakyReLU):
+                self.layers.append(("leaky", module.negative_slope, None, None))
+            else:
+                raise TypeError(f"no exact integer form for {type(module).__name__}")
+
+    @torch.no_grad()
+    def __call__(self, z_hat: torch.Tensor, inverse_gain_q: np.ndarray) -> torch.Tensor:
+        """z_hat: integer-valued (1, N, h, w); inverse_gain_q: (N,) in ACT_BITS fixed point.
+        Returns the raw output in ACT_BITS fixed point (float64 holding integers)."""
+        x = z_hat.detach().double().cpu() * torch.from_numpy(inverse_gain_q.astype(np.float64)).view(1, -1, 1, 1)
+        for kind, a, w, b in self.layers:
+            if kind == "conv":
+                x = x.clamp(-ACT_LIMIT, ACT_LIMIT)
+                if isinstance(a, nn.ConvTranspose2d):
+                    y = torch.nn.functional.conv_transpose2d(x, w, b, a.stride, a.padding, a.output_padding)
+                else:
+                    y = torch.nn.functional.conv2d(x, w, b, a.stride, a.padding)
+                x = torch.floor((y + 2.0 ** (WEIGHT_BITS - 1)) / 2.0**WEIGHT_BITS)
+            else:
+                x = torch.where(x < 0, torch.floor(x * a + 0.5), x)
+        return x
+
+
+def scale_thresholds(scales: np.ndarray) -> np.ndarray:
+    """Table scales in ACT_BITS fixed point, rounded up: index = number of thresholds below the scale."""
+    return np.ceil(np.asarray(scales, dtype=np.float64) * 2**ACT_BITS).astype(np.int64)
+
+
+def scale_index_exact(scale_q: torch.Tensor, thresholds: np.ndarray) -> torch.Tensor:
+    """Smallest table entry whose threshold is >= the integer scale (clamped to the table)."""
+    t = torch.from_numpy(thresholds.astype(np.float64))
+    return torch.bucketize(scale_q, t).clamp_(0, len(thresholds) - 1)
