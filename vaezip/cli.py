@@ -216,15 +216,26 @@ def models():
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def train(data, run_dir, steps, batch, patch, lr, threads, seed):
-    """Train (or resume training) the variable-rate model on a folder of images."""
+@click.option("--channels", "n", type=click.IntRange(4), default=64, show_default=True, help="N, width of the transforms (new runs).")
+@click.option("--latent-channels", "m", type=click.IntRange(4), default=96, show_default=True, help="M, channels of y (new runs).")
+@click.option("--validate", "validate_dir", type=click.Path(path_type=Path),
+              default=lambda: os.environ.get("VAEZIP_KODAK", "../shared/datasets/kodak"),
+              help="Folder coded for real every --validate-every seconds (monitoring only; never tune on it).")
+@click.option("--validate-every", type=click.FloatRange(min=1), default=3600, show_default=True)
+def train(data, run_dir, steps, batch, patch, lr, threads, seed, n, m, validate_dir, validate_every):
+    """Train (or resume training) the variable-rate model on a folder of images.
+
+    Multi-process (CPUs with gloo, GPUs with NCCL): torchrun --nproc_per_node K -m vaezip train ...
+    """
+    from .models import ModelConfig
     from .training.loop import TrainConfig
     from .training.loop import train as run_training
 
+    validate_dir = str(validate_dir) if validate_dir and Path(validate_dir).is_dir() else None
     cfg = TrainConfig(data=str(data), run_dir=str(run_dir), steps=steps, batch=batch, patch=patch, lr=lr,
-                      threads=threads, seed=seed)
+                      threads=threads, seed=seed, validate=validate_dir, validate_every_s=validate_every)
     try:
-        run_training(cfg, log=click.echo)
+        run_training(cfg, ModelConfig(n=n, m=m), log=click.echo)
     except VaezipError as e:
         _fail(str(e))
         sys.exit(1)

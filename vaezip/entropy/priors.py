@@ -31,11 +31,14 @@ def _std_normal_cdf(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * torch.erfc(-x * (2**-0.5))
 
 
+@torch.autocast("cuda", enabled=False)
 def gaussian_likelihood(values: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     """P(v) for v = y_tilde - mean under N(0, scale) integrated over [v - 1/2, v + 1/2].
 
-    Computed on the lower tail (|v|) for numerical accuracy, as in Ballé et al.'s implementation.
+    Computed on the lower tail (|v|) for numerical accuracy, as in Ballé et al.'s implementation, and
+    always in float32 (mixed precision would ruin the tails).
     """
+    values, scales = values.float(), scales.float()
     scales = lower_bound(scales, SCALE_MIN)
     v = values.abs()
     upper = _std_normal_cdf((0.5 - v) / scales)
@@ -72,8 +75,10 @@ class FactorizedDensity(nn.Module):
                 x = x + torch.tanh(self.factors[i]) * torch.tanh(x)
         return x
 
+    @torch.autocast("cuda", enabled=False)
     def likelihood(self, z: torch.Tensor) -> torch.Tensor:
-        """P(z) over unit bins for z of shape (B, C, H, W)."""
+        """P(z) over unit bins for z of shape (B, C, H, W), in float32."""
+        z = z.float()
         b, c, h, w = z.shape
         v = z.permute(1, 0, 2, 3).reshape(c, 1, -1)
         lower = self.logits_cumulative(v - 0.5)

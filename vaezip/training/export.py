@@ -7,11 +7,8 @@ from pathlib import Path
 
 import torch
 
-from ..entropy.parameters import scale_thresholds
-from ..entropy.priors import scale_table
-from ..entropy.tables import y_table, z_table
 from ..models import MeanScaleHyperprior, ModelConfig
-from ..zoo import save_file
+from ..zoo import freeze, save_file
 from .loop import load_checkpoint
 
 
@@ -31,6 +28,7 @@ def export(checkpoint: str | Path, output: str | Path, name: str, use_ema: bool 
     }
     output = Path(output)
     tmp = output.with_suffix(".tmp")
-    save_file(tmp, network, z_table(network.z_prior), y_table(), scale_thresholds(scale_table()), meta)
+    frozen = freeze(network, name, meta)
+    save_file(tmp, network, frozen.z_coder.table, frozen.y_coder.table, frozen.scale_thresholds, meta)
     tmp.replace(output)
     return hashlib.sha256(output.read_bytes()).hexdigest()

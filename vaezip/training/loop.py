@@ -3,7 +3,11 @@
 Recipe (chosen at equal CPU time, see ../shared/notes/cpu-training.md and benchmarks/): Adam at 1e-3
 with a short warm-up and cosine decay, rounded latents (straight-through) into the decoders and noise
 for the rate, random crops of the whole corpus, rate level t drawn uniformly per sample, gradient
-clipping, and an exponential moving average of the weights, which is what gets exported.
+clipping, and an exponential moving average of the weights, which is what gets exported and validated.
+
+Scale-out uses PyTorch's own stack: started by ``torchrun --nproc_per_node K``, every process trains a
+DistributedDataParallel replica on its own crops (NCCL on GPUs, gloo on CPUs); rank 0 logs, validates and
+saves. On CUDA the transforms run under bfloat16 autocast; the entropy maths stays in float32.
 """
 from __future__ import annotations
 
@@ -11,12 +15,15 @@ import copy
 import json
 import math
 import os
+import signal
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from ..errors import VaezipError
 from ..models import MeanScaleHyperprior, ModelConfig
@@ -42,9 +49,14 @@ class TrainConfig:
     threads: int = 1
     save_every_s: float = 300.0
     log_every: int = 100
+    validate: str | None = None          # folder of validation images (never the training data)
+    validate_every_s: float = 3600.0     # wall-clock seconds between validations
+    validate_qualities: tuple[float, ...] = (10.0, 50.0, 90.0)
 
 
 def device_auto() -> torch.device:
+    if dist.is_initialized() and torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -55,14 +67,13 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def rd_loss(model: MeanScaleHyperprior, x: torch.Tensor, t: torch.Tensor):
+def rd_loss(model, x: torch.Tensor, t: torch.Tensor, lam: torch.Tensor):
     """Per-sample lambda * 255^2 * MSE + bpp, averaged; also returns mean bpp and PSNR for logging."""
     out = model(x, t)
     pixels = x.shape[-2] * x.shape[-1]
     bits = -(out.y_likelihood.log2().sum(dim=(1, 2, 3)) + out.z_likelihood.log2().sum(dim=(1, 2, 3)))
     bpp = bits / pixels
-    mse = (out.x_hat - x).pow(2).mean(dim=(1, 2, 3))
-    lam = model.config.lam(t)
+    mse = (out.x_hat.float() - x).pow(2).mean(dim=(1, 2, 3))
     loss = (lam * 255**2 * mse + bpp).mean()
     psnr = (10 * torch.log10(1 / mse.clamp_min(1e-10))).mean()
     return loss, bpp.mean(), psnr
@@ -84,62 +95,133 @@ def load_checkpoint(path: Path) -> dict:
                               "pass the checkpoint.pt of a training run") from None
 
 
+def validate(ema: MeanScaleHyperprior, folder: str, qualities, max_images: int = 24) -> dict:
+    """Real entropy coding of a validation folder with the EMA weights: bpp from the bytes, PSNR from
+    the decoded pixels (the same path as `vaezip compress` / `decompress`)."""
+    from ..codec import decode_array, encode_array
+    from ..image import load
+    from ..zoo import freeze
+
+    net = copy.deepcopy(ema).float().cpu()
+    model = freeze(net, "validation")
+    files = image_files(folder)[:max_images]
+    out = {}
+    for q in qualities:
+        bpp, psnr = [], []
+        for f in files:
+            img, mode = load(f)
+            res = encode_array(img, mode, q, model)
+            dec, _ = decode_array(res.data, model)
+            mse = np.mean((dec.astype(np.float64) - img) ** 2)
+            bpp.append(res.bpp)
+            psnr.append(10 * np.log10(255**2 / max(mse, 1e-10)))
+        out[f"q{q:g}"] = {"bpp": float(np.mean(bpp)), "psnr_rgb": float(np.mean(psnr))}
+    return out
+
+
+class _Progress:
+    """A one-line progress display on a terminal; plain log lines otherwise (nohup, CI)."""
+
+    def __init__(self, log, total: int):
+        self.log, self.total = log, total
+        self.tty = log is print and sys.stderr.isatty()
+
+    def __call__(self, step: int, text: str) -> None:
+        if self.tty:
+            frac = step / self.total
+            bar = "#" * int(30 * frac)
+            sys.stderr.write(f"\r[{bar:<30}] {step}/{self.total} {text}")
+            sys.stderr.flush()
+        else:
+            self.log(f"step {step} {text}")
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
 def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print) -> None:
     torch.set_num_threads(cfg.threads)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank = dist.get_rank() if distributed else 0
+    world = dist.get_world_size() if distributed else 1
+    main_process = rank == 0
+    if not main_process:
+        log = lambda *_: None  # noqa: E731
     device = device_auto()
     run = Path(cfg.run_dir)
-    run.mkdir(parents=True, exist_ok=True)
     ckpt_path = run / "checkpoint.pt"
+    if main_process:
+        run.mkdir(parents=True, exist_ok=True)
 
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    ck = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
+    if ck is not None:
+        model_config = ModelConfig.from_dict(ck["model_config"])
     model = MeanScaleHyperprior(model_config).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, cpu_s = 0, 0.0
-
-    if ckpt_path.exists():
-        ck = load_checkpoint(ckpt_path)
-        model_config = ModelConfig.from_dict(ck["model_config"])
-        if model_config != model.config:
-            model = MeanScaleHyperprior(model_config).to(device)
-            ema = copy.deepcopy(model).requires_grad_(False)
-            opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    rng = np.random.default_rng([cfg.seed, rank])
+    torch.manual_seed(cfg.seed * 1000 + rank)
+    last_validation = time.monotonic()
+    if ck is not None:
         model.load_state_dict(ck["model"])
         ema.load_state_dict(ck["ema"])
         opt.load_state_dict(ck["optimizer"])
         step, cpu_s = ck["step"], ck["cpu_seconds"]
-        rng.bit_generator.state = json.loads(ck["numpy_rng"])
-        torch.set_rng_state(ck["torch_rng"])
+        states = ck["rng"]
+        if len(states) == world:
+            rng.bit_generator.state = json.loads(states[rank]["numpy"])
+            torch.set_rng_state(states[rank]["torch"])
+        else:
+            log(f"checkpoint has RNG states of {len(states)} processes, this run has {world}: fresh streams")
         log(f"resumed {ckpt_path} at step {step} ({cpu_s / 3600:.2f} CPU-h)")
-    else:
-        (run / "train_config.json").write_text(json.dumps({"train": asdict(cfg), "model": model_config.to_dict()}, indent=1))
+    elif main_process:
+        (run / "train_config.json").write_text(json.dumps({"train": asdict(cfg), "model": model_config.to_dict()},
+                                                          indent=1))
+    net = model
+    if distributed:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    files = image_files(cfg.data)
-    sampler = CropSampler(files, cfg.patch, log=log)
-    log(f"{len(sampler)} training images from {cfg.data}; device {device}, {cfg.threads} thread(s)")
+    sampler = CropSampler(image_files(cfg.data), cfg.patch, log=log)
+    log(f"{len(sampler)} training images from {cfg.data}; device {device}, {cfg.threads} thread(s), "
+        f"world size {world}, batch {cfg.batch} per process")
 
     def save():
-        _atomic_save({
-            "model_config": model.config.to_dict(),
-            "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-            "step": step, "cpu_seconds": cpu_s,
-            "numpy_rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
-        }, ckpt_path)
+        states = [{"numpy": json.dumps(rng.bit_generator.state), "torch": torch.get_rng_state()}]
+        if distributed:
+            gathered = [None] * world
+            dist.all_gather_object(gathered, states[0])
+            states = gathered
+        if main_process:
+            _atomic_save({
+                "model_config": model.config.to_dict(), "model": model.state_dict(), "ema": ema.state_dict(),
+                "optimizer": opt.state_dict(), "step": step, "cpu_seconds": cpu_s, "rng": states,
+            }, ckpt_path)
 
-    log_file = open(run / "train.jsonl", "a")
+    log_file = open(run / "train.jsonl", "a") if main_process else None
     last_save = time.monotonic()
     acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "n": 0}
     t_log, cpu_log = time.monotonic(), time.process_time()
+    progress = _Progress(log, cfg.steps)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     model.train()
+    # `kill` (SIGTERM) ends the run like Ctrl-C: through the finally clause, which saves.
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143)) if _main_thread() else None
     try:
         while step < cfg.steps:
             lr = lr_at(step, cfg)
             for g in opt.param_groups:
                 g["lr"] = lr
-            x = sampler.batch(cfg.batch, rng).to(device)
+            x = sampler.batch(cfg.batch, rng).to(device, non_blocking=True)
             t = torch.from_numpy(rng.uniform(0, model.config.levels - 1, cfg.batch).astype(np.float32)).to(device)
-            loss, bpp, psnr = rd_loss(model, x, t)
+            with amp:
+                loss, bpp, psnr = rd_loss(net, x, t, model.config.lam(t))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
@@ -152,22 +234,33 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
             for k, v in (("loss", loss), ("bpp", bpp), ("psnr", psnr)):
                 acc[k] += float(v.detach())
             acc["n"] += 1
-            if step % cfg.log_every == 0:
+            if step % cfg.log_every == 0 or step == cfg.steps:
                 now, cpu_now = time.monotonic(), time.process_time()
-                cpu_s += cpu_now - cpu_log
+                cpu_s += (cpu_now - cpu_log) * world  # CPU time of all processes, assumed alike
                 rec = {"step": step, "cpu_hours": round(cpu_s / 3600, 4), "lr": lr,
                        "loss": acc["loss"] / acc["n"], "bpp": acc["bpp"] / acc["n"], "psnr": acc["psnr"] / acc["n"],
-                       "images_per_s": cfg.batch * acc["n"] / (now - t_log), "time": time.time()}
-                log_file.write(json.dumps(rec) + "\n")
-                log_file.flush()
-                log(f"step {step} loss {rec['loss']:.4f} bpp {rec['bpp']:.3f} psnr {rec['psnr']:.2f} "
-                    f"lr {lr:.2e} {rec['images_per_s']:.1f} img/s {rec['cpu_hours']:.2f} CPU-h")
+                       "images_per_s": world * cfg.batch * acc["n"] / (now - t_log), "time": time.time()}
+                if main_process and cfg.validate and now - last_validation > cfg.validate_every_s:
+                    rec["validation"] = validate(ema, cfg.validate, cfg.validate_qualities)
+                    last_validation = time.monotonic()
+                    log(f"validation at step {step}: " + ", ".join(
+                        f"{k}: {v['bpp']:.3f} bpp {v['psnr_rgb']:.2f} dB" for k, v in rec["validation"].items()))
+                if log_file:
+                    log_file.write(json.dumps(rec) + "\n")
+                    log_file.flush()
+                progress(step, f"loss {rec['loss']:.4f} bpp {rec['bpp']:.3f} psnr {rec['psnr']:.2f} "
+                               f"lr {lr:.2e} {rec['images_per_s']:.1f} img/s {rec['cpu_hours']:.2f} CPU-h")
                 acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "n": 0}
-                t_log, cpu_log = now, cpu_now
+                t_log, cpu_log = time.monotonic(), time.process_time()
                 if now - last_save > cfg.save_every_s:
                     save()
                     last_save = now
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         save()
-        log_file.close()
+        if log_file:
+            log_file.close()
         log(f"saved {ckpt_path} at step {step}")
+        if distributed:
+            dist.destroy_process_group()

@@ -110,6 +110,18 @@ def load_file(path: Path | str, name: str | None = None, device: str | torch.dev
                        Coder(z_table), Coder(y_table), thresholds, exact_h_s, meta)
 
 
+def freeze(network: MeanScaleHyperprior, name: str, meta: dict | None = None) -> LoadedModel:
+    """A coding model straight from a trained network (tables frozen now, in memory): what export
+    writes, without the file. Used by validation during training."""
+    from ..entropy.parameters import scale_thresholds
+    from ..entropy.priors import scale_table
+    from ..entropy.tables import y_table, z_table
+
+    network = network.eval().requires_grad_(False)
+    return LoadedModel(name, b"\0" * 16, network, Coder(z_table(network.z_prior)), Coder(y_table()),
+                       scale_thresholds(scale_table()), IntegerHyperSynthesis(network.h_s), meta or {})
+
+
 @functools.lru_cache(maxsize=4)
 def load_model(name: str = DEFAULT_MODEL, device: str | None = None) -> LoadedModel:
     """A shipped model by name, its weights checked against the registry's SHA-256 first."""
