@@ -23,7 +23,7 @@ def test_exact_h_s_does_not_depend_on_summation_order(model):
     ref = model.exact_h_s(z, gain)
     perm = torch.from_numpy(rng.permutation(model.config.n))
     kind, first, w, b = model.exact_h_s.layers[0]
-    model.exact_h_s.layers[0] = (kind, first, w[perm], b)
+    model.exact_h_s.layers[0] = (kind, first, w[:, perm], b)
     try:
         out = model.exact_h_s(z[:, perm], gain[perm.numpy()])
     finally:

@@ -24,6 +24,9 @@ import math
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
+
+from ..nn.layers import SubpixelConvTranspose2d
 
 WEIGHT_BITS = 16
 ACT_BITS = 12
@@ -58,20 +61,24 @@ def quantized_gain(log_gain: np.ndarray, quality_code: int, levels: int) -> np.n
 
 
 class IntegerHyperSynthesis:
-    """h_s (Conv2d / ConvTranspose2d / LeakyReLU layers) evaluated exactly in fixed point on the CPU."""
+    """h_s (Conv2d / SubpixelConvTranspose2d / LeakyReLU layers) evaluated exactly in fixed point on the CPU."""
 
     def __init__(self, h_s: nn.Sequential):
         self.layers = []
         for module in h_s:
-            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            if isinstance(module, (SubpixelConvTranspose2d, nn.Conv2d)):
                 w = torch.round(module.weight.detach().double().cpu() * 2**WEIGHT_BITS)
                 b = torch.round(module.bias.detach().double().cpu() * 2 ** (WEIGHT_BITS + ACT_BITS))
+                shuffle = isinstance(module, SubpixelConvTranspose2d)
+                if shuffle:  # the same integer sums, computed as convolution + pixel shuffle
+                    w, b = module.subpixel_weight(w), module.subpixel_bias(b)
                 # Largest |sum| one output can reach: ACT_LIMIT times the largest sum of |w| feeding it.
-                fan = w.abs().sum(dim=(0, 2, 3) if isinstance(module, nn.ConvTranspose2d) else (1, 2, 3))
-                bound = ACT_LIMIT * float(fan.max()) + float(b.abs().max())
+                bound = ACT_LIMIT * float(w.abs().sum(dim=(1, 2, 3)).max()) + float(b.abs().max())
                 if bound >= _EXACT:
                     raise ValueError(f"h_s layer cannot be evaluated exactly (bound {bound:.3g} >= 2^53)")
-                self.layers.append(("conv", module, w, b))
+                padding = 1 if shuffle else module.padding
+                stride = 1 if shuffle else module.stride
+                self.layers.append(("conv", (shuffle, stride, padding), w, b))
             elif isinstance(module, nn.LeakyReLU):
                 self.layers.append(("leaky", module.negative_slope, None, None))
             else:
@@ -84,12 +91,11 @@ class IntegerHyperSynthesis:
         x = z_hat.detach().double().cpu() * torch.from_numpy(inverse_gain_q.astype(np.float64)).view(1, -1, 1, 1)
         for kind, a, w, b in self.layers:
             if kind == "conv":
-                x = x.clamp(-ACT_LIMIT, ACT_LIMIT)
-                if isinstance(a, nn.ConvTranspose2d):
-                    y = torch.nn.functional.conv_transpose2d(x, w, b, a.stride, a.padding, a.output_padding)
-                else:
-                    y = torch.nn.functional.conv2d(x, w, b, a.stride, a.padding)
+                shuffle, stride, padding = a
+                y = F.conv2d(x.clamp(-ACT_LIMIT, ACT_LIMIT), w, b, stride, padding)
                 x = torch.floor((y + 2.0 ** (WEIGHT_BITS - 1)) / 2.0**WEIGHT_BITS)
+                if shuffle:
+                    x = F.pixel_shuffle(x, 2)
             else:
                 x = torch.where(x < 0, torch.floor(x * a + 0.5), x)
         return x

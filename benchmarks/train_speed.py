@@ -1,0 +1,69 @@
+"""Training throughput on this CPU: images/s of one training step (forward, backward, Adam) for the
+shipped architecture and its alternatives.
+
+    python benchmarks/train_speed.py [--steps 20] [--out benchmarks/results/train-speed.json]
+
+Rate–distortion per CPU-hour decides between them, not images/s alone (see benchmarks/README.md).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from vaezip.models import MeanScaleHyperprior, ModelConfig
+from vaezip.training.loop import rd_loss
+
+VARIANTS = [
+    {"name": "shipped: N64 M96, 128 px, batch 8", "n": 64, "m": 96, "patch": 128, "batch": 8},
+    {"name": "batch 4", "n": 64, "m": 96, "patch": 128, "batch": 4},
+    {"name": "batch 16", "n": 64, "m": 96, "patch": 128, "batch": 16},
+    {"name": "256 px, batch 4", "n": 64, "m": 96, "patch": 256, "batch": 4},
+    {"name": "channels_last", "n": 64, "m": 96, "patch": 128, "batch": 8, "channels_last": True},
+    {"name": "2 threads", "n": 64, "m": 96, "patch": 128, "batch": 8, "threads": 2},
+    {"name": "N96 M144", "n": 96, "m": 144, "patch": 128, "batch": 8},
+    {"name": "N128 M192", "n": 128, "m": 192, "patch": 128, "batch": 8},
+]
+
+
+def measure(v: dict, steps: int) -> float:
+    torch.set_num_threads(v.get("threads", 1))
+    torch.manual_seed(0)
+    model = MeanScaleHyperprior(ModelConfig(n=v["n"], m=v["m"]))
+    fmt = torch.channels_last if v.get("channels_last") else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    x = torch.rand(v["batch"], 3, v["patch"], v["patch"]).to(memory_format=fmt)
+    t = torch.rand(v["batch"]) * (model.config.levels - 1)
+    lam = model.config.lam(t)
+    for i in range(steps + 3):
+        if i == 3:
+            start = time.perf_counter()
+        loss, _, _ = rd_loss(model, x, t, lam)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return v["batch"] * steps / (time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--out", default="benchmarks/results/train-speed.json")
+    args = ap.parse_args()
+    rows = []
+    for v in VARIANTS:
+        ips = measure(v, args.steps)
+        rows.append({**v, "images_per_s": round(ips, 2), "megapixels_per_s": round(ips * v["patch"] ** 2 / 1e6, 3)})
+        print(f"{v['name']:>36}: {ips:6.2f} images/s, {rows[-1]['megapixels_per_s']:.3f} MP/s", flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"steps": args.steps, "torch": torch.__version__, "rows": rows}, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
