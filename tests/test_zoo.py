@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,31 +33,30 @@ def test_unknown_model():
         zoo.load_model("no-such-model")
 
 
-def test_tampered_weights_are_refused(tmp_path, monkeypatch):
+@pytest.fixture
+def weights_dir(tmp_path, monkeypatch):
+    """Point the registry at a folder of the test's own, with a fresh model cache."""
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    monkeypatch.setattr(zoo, "weights_path", lambda e: folder / e.file)
+    zoo.load_model.cache_clear()
+    yield folder
+    zoo.load_model.cache_clear()
+
+
+def test_tampered_weights_are_refused(weights_dir):
     entry = zoo.REGISTRY[zoo.DEFAULT_MODEL]
-    bad = tmp_path / "weights"
-    bad.mkdir()
-    shutil.copy(zoo.weights_path(entry), bad / entry.file)
-    with open(bad / entry.file, "r+b") as f:
+    shutil.copy(Path(zoo.__file__).parent / "weights" / entry.file, weights_dir / entry.file)
+    with open(weights_dir / entry.file, "r+b") as f:
         f.seek(100)
         f.write(b"\0\0\0\0")
-    monkeypatch.setattr(zoo, "weights_path", lambda e: bad / e.file)
-    zoo.load_model.cache_clear()
-    try:
-        with pytest.raises(ModelError, match="do not match"):
-            zoo.load_model(zoo.DEFAULT_MODEL, "cpu")
-    finally:
-        zoo.load_model.cache_clear()
+    with pytest.raises(ModelError, match="do not match"):
+        zoo.load_model(zoo.DEFAULT_MODEL, "cpu")
 
 
-def test_missing_weights(tmp_path, monkeypatch):
-    monkeypatch.setattr(zoo, "weights_path", lambda e: tmp_path / e.file)
-    zoo.load_model.cache_clear()
-    try:
-        with pytest.raises(ModelError, match="missing"):
-            zoo.load_model(zoo.DEFAULT_MODEL, "cpu")
-    finally:
-        zoo.load_model.cache_clear()
+def test_missing_weights(weights_dir):
+    with pytest.raises(ModelError, match="missing"):
+        zoo.load_model(zoo.DEFAULT_MODEL, "cpu")
 
 
 def test_corrupt_weights_file(tmp_path):

@@ -1,0 +1,68 @@
+"""What the device-independent (exact integer) entropy parameters cost in rate: on each image, the bits of
+the y symbols under the exact h_s (what vaezip codes) against the bits the float32 h_s of the same network
+would have needed (its means and scale indices, the same frozen tables), at several qualities.
+
+    python benchmarks/exact_cost.py [--kodak DIR] [--weights FILE] [--out benchmarks/results/exact-cost.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import vaezip
+from vaezip.codec import entropy_parameters, rate_level
+from vaezip.entropy.parameters import ACT_BITS, scale_index_exact
+from vaezip.image import load, pad, to_tensor
+from vaezip.models.hyperprior import STRIDE_Z
+
+
+@torch.inference_mode()
+def y_bits(model, img: np.ndarray, quality: float) -> tuple[float, float]:
+    t = rate_level(model, quality)
+    y, z = model.network.analyse(pad(to_tensor(img), STRIDE_Z), t)
+    idx_z = torch.arange(z.shape[1]).view(1, -1, 1, 1).expand(z.shape)
+    z_sym = model.z_coder.table.clamp(torch.round(z), idx_z)
+    table = model.y_coder
+    out = []
+    mean_e, idx_e = entropy_parameters(model, z_sym, quality)
+    mean_f, scale_f = model.network.hyper_parameters(z_sym, t)
+    idx_f = scale_index_exact(torch.floor(scale_f.double() * 2**ACT_BITS), model.scale_thresholds)
+    for mean, idx in ((mean_e, idx_e), (mean_f, idx_f)):
+        r = table.table.clamp(torch.round(y - mean), idx)
+        out.append(table.information_bits(r.numpy().astype(np.int64), idx.numpy()))
+    return out[0], out[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kodak", default=os.environ.get("VAEZIP_KODAK", "../shared/datasets/kodak"))
+    ap.add_argument("--weights")
+    ap.add_argument("--qualities", default="0,50,100")
+    ap.add_argument("--out", default="benchmarks/results/exact-cost.json")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    model = vaezip.zoo.load_file(args.weights) if args.weights else vaezip.load_model(vaezip.DEFAULT_MODEL, "cpu")
+    files = sorted(Path(args.kodak).glob("kodim*.png"))
+    rows = []
+    for q in (float(v) for v in args.qualities.split(",")):
+        exact = floating = 0.0
+        for f in files:
+            e, fl = y_bits(model, load(f)[0], q)
+            exact += e
+            floating += fl
+        rows.append({"quality": q, "y_bits_exact": exact, "y_bits_float": floating,
+                     "cost_pct": 100 * (exact / floating - 1)})
+        print(f"q {q:5.1f}: exact {exact / 8 / len(files):.0f} B/image, float {floating / 8 / len(files):.0f} B/image, "
+              f"cost {rows[-1]['cost_pct']:+.4f} %", flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"model": model.name, "images": len(files), "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
