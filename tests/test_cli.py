@@ -153,3 +153,8 @@ def test_exif_orientation_is_applied(workdir):
     assert run("compress", "rot.jpg").exit_code == 0
     assert run("decompress", "rot.vz").exit_code == 0
     assert Image.open("rot.png").size == (30, 50)
+
+
+def test_unknown_model_is_one_line(workdir):
+    msg = one_line_error(run("compress", "photo.png", "-m", "no-such-model"))
+    assert "vaezip models" in msg and not Path("photo.vz").exists()

@@ -111,7 +111,11 @@ def compress(inputs, quality, output, model, force, verify):
     from .zoo import DEFAULT_MODEL, load_model
 
     quality = DEFAULT_QUALITY if quality is None else quality
-    loaded = load_model(model or DEFAULT_MODEL) if inputs else None
+    try:
+        loaded = load_model(model or DEFAULT_MODEL)
+    except VaezipError as e:
+        _fail(str(e))
+        sys.exit(1)
 
     def job(src: Path, out: Path | None):
         dst = out or src.with_suffix(".vz")
@@ -128,11 +132,7 @@ def compress(inputs, quality, output, model, force, verify):
         click.echo(f"{src} -> {dst}: {len(res.data):,} bytes, {res.bpp:.4f} bpp, "
                    f"{res.width}x{res.height}, q {quality:g}, {res.seconds:.2f} s")
 
-    try:
-        _run_each(inputs, output, job)
-    except VaezipError as e:  # model loading
-        _fail(str(e))
-        sys.exit(1)
+    _run_each(inputs, output, job)
 
 
 @main.command()
