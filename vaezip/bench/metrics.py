@@ -18,6 +18,6 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     import torch
     from pytorch_msssim import ms_ssim as _ms_ssim
 
-    x = torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].double()
-    y = torch.from_numpy(np.array(b)).permute(2, 0, 1)[None].double()
+    x = torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].float()
+    y = torch.from_numpy(np.array(b)).permute(2, 0, 1)[None].float()
     return float(_ms_ssim(x, y, data_range=255.0))
