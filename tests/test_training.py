@@ -69,6 +69,7 @@ def test_empty_folder_and_corrupt_checkpoint(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no images"):
         train(cfg(tmp_path / "empty", tmp_path / "r", 2), TINY, log=lambda *_: None)
+    assert not (tmp_path / "r").exists()
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"garbage")
     with pytest.raises(CheckpointError):

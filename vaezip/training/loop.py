@@ -144,6 +144,7 @@ def _main_thread() -> bool:
 
 
 def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print) -> None:
+    files = image_files(cfg.data)  # a bad data folder is reported before anything is written
     torch.set_num_threads(cfg.threads)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed and not dist.is_initialized():
@@ -191,7 +192,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
     if cfg.compile:
         net = torch.compile(net)
 
-    sampler = CropSampler(image_files(cfg.data), cfg.patch, log=log)
+    sampler = CropSampler(files, cfg.patch, log=log)
     log(f"{len(sampler)} training images from {cfg.data}; device {device}, {cfg.threads} thread(s), "
         f"world size {world}, batch {cfg.batch} per process")
 
