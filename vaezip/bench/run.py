@@ -49,8 +49,11 @@ def _build(key: str, cfg: BenchConfig) -> codec_registry.Codec:
     return codec_registry.FACTORIES[key]()
 
 
-def _worker(key: str, cfg: BenchConfig, todo: list[tuple[float, str]], queue) -> None:
-    """Child process: run one codec over (setting, image) pairs, sending one record per pair."""
+def _worker(key: str, cfg: BenchConfig, todo: list[tuple[float, str]], queue, parent: int) -> None:
+    """Child process: run one codec over (setting, image) pairs, sending one record per pair. It stops
+    when the parent is gone (an interrupted benchmark leaves nothing running)."""
+    import os
+
     try:
         codec = _build(key, cfg)
     except codec_registry.CodecUnavailable as e:
@@ -60,6 +63,8 @@ def _worker(key: str, cfg: BenchConfig, todo: list[tuple[float, str]], queue) ->
                          "settings": codec.settings}))
     images: dict[str, np.ndarray] = {}
     for setting, path in todo:
+        if os.getppid() != parent:
+            return
         if setting not in codec.settings:
             continue
         img = images.setdefault(path, load_rgb_array(path))
@@ -82,7 +87,9 @@ def _messages(ctx, key: str, cfg: BenchConfig, todo):
     import queue as queue_module
 
     q = ctx.Queue()
-    proc = ctx.Process(target=_worker, args=(key, cfg, todo, q), daemon=True)
+    import os
+
+    proc = ctx.Process(target=_worker, args=(key, cfg, todo, q, os.getpid()), daemon=True)
     proc.start()
     try:
         while True:
