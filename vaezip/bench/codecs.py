@@ -72,7 +72,7 @@ def avif() -> Codec:
     except (ImportError, AttributeError):
         version = f"libavif {features.version('avif')}"
     return _pil_codec("AVIF", "AVIF", [5, 10, 20, 30, 40, 50, 60, 70, 80, 90], version,
-                      {"subsampling": "4:2:0", "speed": 6}, lambda q: {"quality": int(q)})
+                      {"subsampling": "4:2:0", "speed": 6, "max_threads": 1}, lambda q: {"quality": int(q)})
 
 
 def heic() -> Codec:
