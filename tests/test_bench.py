@@ -57,3 +57,4 @@ def test_small_run_writes_reports_and_resumes(tmp_path):
     again = run(cfg, log=lambda *_: None)  # everything comes from the cache
     assert (tmp_path / "out" / "cache.jsonl").read_text().splitlines() == records
     assert json.dumps(again["curves"]["webp"]["points"]) == json.dumps(result["curves"]["webp"]["points"])
+    assert again["curves"]["jpeg"]["peak_rss_mb"] == jpeg["peak_rss_mb"]

@@ -41,32 +41,27 @@ def _open(path_or_file) -> Image.Image:
 def to_array(img: Image.Image) -> tuple[np.ndarray, str]:
     """PIL image -> (HxWx3 uint8 array, mode) with mode "RGB" or "L".
 
-    Grayscale (L, I;16, I, F, 1) stays grayscale and is coded as three equal channels. Palette
-    images are expanded. Alpha is dropped by compositing onto white: vaezip codes colour only, and
-    a transparent region comes back white, as when a PNG with alpha is shown on a page.
+    Grayscale stays grayscale and is coded as three equal channels; 16-bit samples are scaled to 8 bits,
+    float samples clipped to 0..255. Palette images are expanded. Alpha is dropped by compositing onto
+    white: vaezip codes colour only, and a transparent region comes back white, as when a PNG with alpha
+    is shown on a page. EXIF orientation is applied, as viewers do.
     """
-    img = ImageOps.exif_transpose(img)  # show the photo the way viewers do
-    mode = img.mode
-    if mode in ("L", "1", "I", "I;16", "F", "LA"):
-        if mode == "LA":
-            bg = Image.new("L", img.size, 255)
-            bg.paste(img.convert("L"), mask=img.getchannel("A"))
-            img = bg
-        elif mode in ("I", "I;16", "F"):
-            a = np.asarray(img, dtype=np.float64)
-            scale = 255.0 / 65535.0 if a.max() > 255 else 1.0
-            img = Image.fromarray(np.clip(np.round(a * scale), 0, 255).astype(np.uint8), "L")
-        else:
-            img = img.convert("L")
-        a = np.asarray(img, dtype=np.uint8)
-        return np.repeat(a[:, :, None], 3, axis=2), "L"
-    if mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-    if mode in ("RGBA", "PA") or img.mode == "RGBA" or (mode == "P" and img.mode == "RGBA"):
-        rgba = img.convert("RGBA")
-        bg = Image.new("RGB", img.size, (255, 255, 255))
-        bg.paste(rgba.convert("RGB"), mask=rgba.getchannel("A"))
-        img = bg
+    img = ImageOps.exif_transpose(img)
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode.startswith("I") or img.mode == "F":
+        a = np.asarray(img, dtype=np.float64)
+        a = a / 257.0 if img.mode.startswith("I") else a  # I and I;16* hold 16-bit samples
+        img = Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8), "L")
+    if "A" in img.getbands() or "a" in img.getbands():
+        base = "L" if img.getbands()[0] == "L" else "RGB"
+        with_alpha = img.convert(base + "A")
+        flat = Image.new(base, img.size, "white")
+        flat.paste(with_alpha.convert(base), mask=with_alpha.getchannel("A"))
+        img = flat
+    if img.mode in ("L", "1"):
+        gray = np.asarray(img.convert("L"), dtype=np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2), "L"
     return np.asarray(img.convert("RGB"), dtype=np.uint8), "RGB"
 
 

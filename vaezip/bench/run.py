@@ -108,16 +108,20 @@ def _messages(ctx, key: str, cfg: BenchConfig, todo):
             proc.kill()
 
 
-def _load_cache(path: Path) -> dict:
-    cache = {}
+def _load_cache(path: Path) -> tuple[dict, dict]:
+    """Records by (codec id, setting, image), and the peak RSS of each codec id's last complete run."""
+    cache, peak = {}, {}
     if path.exists():
         for line in path.read_text().splitlines():
             try:
                 r = json.loads(line)
-                cache[(r["codec"], float(r["setting"]), r["image"])] = r
+                if "peak_rss_mb" in r:
+                    peak[r["codec"]] = r["peak_rss_mb"]
+                else:
+                    cache[(r["codec"], float(r["setting"]), r["image"])] = r
             except (json.JSONDecodeError, KeyError):
                 continue  # a line cut short by an interruption
-    return cache
+    return cache, peak
 
 
 def run(cfg: BenchConfig, log=print, progress=None) -> dict:
@@ -127,8 +131,8 @@ def run(cfg: BenchConfig, log=print, progress=None) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     cache_path = out / "cache.jsonl"
-    cache = _load_cache(cache_path)
-    info, skipped, peak = {}, {}, {}
+    cache, peak = _load_cache(cache_path)
+    info, skipped = {}, {}
     ctx = mp.get_context("spawn")
     with cache_path.open("a") as cache_file:
         for key in cfg.codecs:
@@ -149,7 +153,9 @@ def run(cfg: BenchConfig, log=print, progress=None) -> dict:
             bar = progress(length=len(todo), label=f"{payload['name']:>16}") if progress else None
             for kind, payload in _messages(ctx, key, cfg, todo):
                 if kind == "done":
-                    peak[key] = payload
+                    peak[ident] = payload
+                    cache_file.write(json.dumps({"codec": ident, "peak_rss_mb": payload}) + "\n")
+                    cache_file.flush()
                 elif kind == "record":
                     payload["codec"] = ident
                     cache[(ident, payload["setting"], payload["image"])] = payload
@@ -185,7 +191,7 @@ def summarise(cfg: BenchConfig, files, cache, info, skipped, peak) -> dict:
             points.append({"setting": s, **{m: _mean(r[m] for r in recs)
                                             for m in ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s")}})
         points.sort(key=lambda p: p["bpp"])
-        curves[key] = {**meta, "peak_rss_mb": peak.get(key), "points": points}
+        curves[key] = {**meta, "peak_rss_mb": peak.get(meta["id"]), "points": points}
     reference = {}
     if cfg.reference:
         ref = json.loads(Path(cfg.reference).read_text())
