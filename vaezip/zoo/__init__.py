@@ -43,7 +43,7 @@ class ZooEntry:
 
 _ENTRIES = (
     ZooEntry("msh64-r1", "msh64-r1.npz",
-             "5e40331eb7740a0e342cb3b519ea53c5c04112e53e07e57cb0ecb1dc46752098",
+             "7ec3957381d650685f2555c1fd266d9961cce2718c12e102d5181f35b51f2d8c",
              "mean-scale hyperprior, N=64 M=96, gain units, variable rate; trained on CPU"),
 )
 REGISTRY: dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}
