@@ -18,7 +18,12 @@ def main() -> None:
     recs = [json.loads(line) for line in (Path(args.run_dir) / "train.jsonl").read_text().splitlines() if line.strip()]
     config = json.loads((Path(args.run_dir) / "train_config.json").read_text())
     keep = ("step", "cpu_hours", "lr", "loss", "bpp", "psnr", "images_per_s", "validation")
-    rows = [{k: r[k] for k in keep if k in r} for r in recs]
+    rows = []
+    for r in recs:
+        # A run resumed from an older checkpoint logs those steps again: the replay supersedes them.
+        while rows and rows[-1]["step"] >= r["step"]:
+            rows.pop()
+        rows.append({k: r[k] for k in keep if k in r})
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"config": config, "records": rows}, indent=0))
