@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing as mp
+import os
 import platform
 import resource
 import time
@@ -52,8 +53,6 @@ def _build(key: str, cfg: BenchConfig) -> codec_registry.Codec:
 def _worker(key: str, cfg: BenchConfig, todo: list[tuple[float, str]], queue, parent: int) -> None:
     """Child process: run one codec over (setting, image) pairs, sending one record per pair. It stops
     when the parent is gone (an interrupted benchmark leaves nothing running)."""
-    import os
-
     try:
         codec = _build(key, cfg)
     except codec_registry.CodecUnavailable as e:
@@ -87,8 +86,6 @@ def _messages(ctx, key: str, cfg: BenchConfig, todo):
     import queue as queue_module
 
     q = ctx.Queue()
-    import os
-
     proc = ctx.Process(target=_worker, args=(key, cfg, todo, q, os.getpid()), daemon=True)
     proc.start()
     try:
@@ -139,6 +136,7 @@ def run(cfg: BenchConfig, log=print, progress=None) -> dict:
             # A worker with nothing to do reports the codec's description, or why it is unavailable.
             messages = _messages(ctx, key, cfg, [])
             kind, payload = next(messages)
+            messages.close()  # joins the worker
             if kind == "unavailable":
                 skipped[key] = payload
                 log(f"skipped {key}: {payload}")
