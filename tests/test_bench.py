@@ -58,3 +58,21 @@ def test_small_run_writes_reports_and_resumes(tmp_path):
     assert (tmp_path / "out" / "cache.jsonl").read_text().splitlines() == records
     assert json.dumps(again["curves"]["webp"]["points"]) == json.dumps(result["curves"]["webp"]["points"])
     assert again["curves"]["jpeg"]["peak_rss_mb"] == jpeg["peak_rss_mb"]
+
+
+def test_a_missing_codec_is_skipped_with_a_note(monkeypatch, tmp_path):
+    import os
+    import queue
+
+    from vaezip.bench import codecs, run as bench_run
+
+    def missing():
+        raise codecs.CodecUnavailable("pillow-heif is not installed")
+
+    monkeypatch.setitem(codecs.FACTORIES, "heic", missing)
+    q = queue.Queue()
+    cfg = bench_run.BenchConfig(images=str(tmp_path), out=str(tmp_path / "out"), codecs=("heic",))
+    bench_run._worker("heic", cfg, [], q, os.getppid())
+    assert q.get_nowait() == ("unavailable", "pillow-heif is not installed")
+    result = bench_run.summarise(cfg, [], {}, {}, {"heic": "pillow-heif is not installed"}, {})
+    assert "| heic | skipped: pillow-heif is not installed |" in bench_run.markdown(result)
