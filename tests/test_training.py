@@ -115,3 +115,18 @@ def test_two_processes_with_gloo_through_torchrun(data_dir, tmp_path):
         env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "resumed" in proc.stdout and load_checkpoint(run / "checkpoint.pt")["step"] == 5
+
+
+def test_a_new_run_can_start_from_exported_weights(data_dir, tmp_path):
+    train(cfg(data_dir, tmp_path / "a", 2), TINY, log=lambda *_: None)
+    export(tmp_path / "a" / "checkpoint.pt", tmp_path / "a.npz", "tiny-r1")
+    c = cfg(data_dir, tmp_path / "b", 1)
+    c.init_from, c.lr = str(tmp_path / "a.npz"), 1e-12  # a step that changes (almost) nothing
+    train(c, TINY, log=lambda *_: None)
+    start = zoo.load_file(tmp_path / "a.npz").network.state_dict()
+    got = load_checkpoint(tmp_path / "b" / "checkpoint.pt")["model"]
+    assert all(torch.allclose(got[k], start[k], atol=1e-6) for k in start)
+    with pytest.raises(CheckpointError, match="differs"):
+        c2 = cfg(data_dir, tmp_path / "c", 1)
+        c2.init_from = str(tmp_path / "a.npz")
+        train(c2, ModelConfig(n=8, m=16, levels=3), log=lambda *_: None)

@@ -224,7 +224,9 @@ def models():
 @click.option("--validate-every", type=click.FloatRange(min=1), default=3600, show_default=True)
 @click.option("--compile", "compile_", is_flag=True,
               help="torch.compile the training step (faster; needs a C++ compiler on CPU).")
-def train(data, run_dir, steps, batch, patch, lr, threads, seed, n, m, validate_dir, validate_every, compile_):
+@click.option("--init-from", help="Start a new run from a weights file or shipped model (e.g. msh64-r1).")
+def train(data, run_dir, steps, batch, patch, lr, threads, seed, n, m, validate_dir, validate_every, compile_,
+          init_from):
     """Train (or resume training) the variable-rate model on a folder of images.
 
     Multi-process (CPUs with gloo, GPUs with NCCL): torchrun --nproc_per_node K -m vaezip train ...
@@ -236,7 +238,7 @@ def train(data, run_dir, steps, batch, patch, lr, threads, seed, n, m, validate_
     validate_dir = str(validate_dir) if validate_dir and Path(validate_dir).is_dir() else None
     cfg = TrainConfig(data=str(data), run_dir=str(run_dir), steps=steps, batch=batch, patch=patch, lr=lr,
                       threads=threads, seed=seed, validate=validate_dir, validate_every_s=validate_every,
-                      compile=compile_)
+                      compile=compile_, init_from=init_from)
     try:
         run_training(cfg, ModelConfig(n=n, m=m), log=click.echo)
     except VaezipError as e:

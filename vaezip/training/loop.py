@@ -53,6 +53,7 @@ class TrainConfig:
     validate_every_s: float = 3600.0     # wall-clock seconds between validations
     validate_qualities: tuple[float, ...] = (10.0, 50.0, 90.0)
     compile: bool = False                # torch.compile the training step (about +23 % on our CPUs)
+    init_from: str | None = None         # a weights file or shipped model name to start a new run from
 
 
 def device_auto() -> torch.device:
@@ -183,7 +184,17 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
         else:
             log(f"checkpoint has RNG states of {len(states)} processes, this run has {world}: fresh streams")
         log(f"resumed {ckpt_path} at step {step} ({cpu_s / 3600:.2f} CPU-h)")
-    elif main_process:
+    elif cfg.init_from:
+        from ..zoo import REGISTRY, load_file, load_model
+
+        start = load_model(cfg.init_from, "cpu") if cfg.init_from in REGISTRY else load_file(cfg.init_from)
+        if start.config != model.config:
+            raise CheckpointError(f"{cfg.init_from}: its model config {start.config} differs from this run's")
+        model.load_state_dict(start.network.state_dict())
+        ema.load_state_dict(start.network.state_dict())
+        log(f"started from the weights of {start.name} ({start.meta.get('step', '?')} steps, "
+            f"{start.meta.get('cpu_hours', '?')} CPU-h)")
+    if ck is None and main_process:
         (run / "train_config.json").write_text(json.dumps({"train": asdict(cfg), "model": model_config.to_dict()},
                                                           indent=1))
     net = model
