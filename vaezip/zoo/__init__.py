@@ -43,7 +43,7 @@ class ZooEntry:
 
 _ENTRIES = (
     ZooEntry("msh64-r1", "msh64-r1.npz",
-             "7ec3957381d650685f2555c1fd266d9961cce2718c12e102d5181f35b51f2d8c",
+             "dbfc4006a0b255fb2c08ab2c018edf3a576e6cc168f79aa61df4addc6fca0ad6",
              "mean-scale hyperprior, N=64 M=96, gain units, variable rate; trained on CPU"),
 )
 REGISTRY: dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}
