@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 import vaezip
+from vaezip.bench.metrics import psnr
 from vaezip.codec import decode_array, encode_array
 from vaezip.image import load
 
@@ -44,9 +45,8 @@ def main() -> None:
             t0 = time.perf_counter()
             out, header = decode_array(res.data, model)
             dec_s = time.perf_counter() - t0
-            mse = np.mean((out.astype(np.float64) - img) ** 2)
             payload_bits = (len(res.data) - header.header_bytes) * 8
-            per.append({"image": f.name, "bytes": len(res.data), "bpp": res.bpp, "psnr_rgb": 10 * np.log10(255**2 / mse),
+            per.append({"image": f.name, "bytes": len(res.data), "bpp": res.bpp, "psnr_rgb": psnr(img, out),
                         "estimated_bits": res.estimated_bits, "payload_bits": payload_bits,
                         "header_bytes": header.header_bytes, "encode_s": res.seconds, "decode_s": dec_s})
         mean = {k: float(np.mean([p[k] for p in per])) for k in ("bpp", "psnr_rgb", "encode_s", "decode_s", "header_bytes")}

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import vaezip
+from vaezip.bench.metrics import psnr  # noqa: F401  (re-exported for the tests)
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +34,3 @@ def synthetic(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255**2 / max(mse, 1e-12)))

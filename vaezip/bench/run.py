@@ -239,7 +239,7 @@ def markdown(result: dict) -> str:
     for key, why in result["skipped"].items():
         lines.append(f"| {key} | skipped: {why} | | | | | | | |")
     lines += ["", "Mean per setting (bpp, PSNR-RGB dB, MS-SSIM):", ""]
-    for key, c in result["curves"].items():
+    for c in result["curves"].values():
         pts = "; ".join(f"{p['setting']:g}: {p['bpp']:.3f} / {p['psnr']:.2f} / {_fmt(p['ms_ssim'], '.4f')}"
                         for p in c["points"])
         lines.append(f"- {c['name']}: {pts}")

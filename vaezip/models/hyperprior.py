@@ -24,8 +24,7 @@ from ..entropy import quantize
 from ..entropy.priors import FactorizedDensity, gaussian_likelihood
 from ..nn.transforms import GainUnits, analysis, hyper_analysis, hyper_synthesis, synthesis
 
-#: Total down-sampling of y (g_a) and of z (g_a then h_a): inputs are padded to a multiple of this.
-STRIDE_Y = 16
+#: Total down-sampling of z (g_a, 16, then h_a, 4): inputs are padded to a multiple of this.
 STRIDE_Z = 64
 
 

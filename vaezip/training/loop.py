@@ -100,6 +100,7 @@ def load_checkpoint(path: Path) -> dict:
 def validate(ema: MeanScaleHyperprior, folder: str, qualities, max_images: int = 24) -> dict:
     """Real entropy coding of a validation folder with the EMA weights: bpp from the bytes, PSNR from
     the decoded pixels (the same path as `vaezip compress` / `decompress`)."""
+    from ..bench.metrics import psnr as psnr_rgb
     from ..codec import decode_array, encode_array
     from ..image import load
     from ..zoo import freeze
@@ -114,9 +115,8 @@ def validate(ema: MeanScaleHyperprior, folder: str, qualities, max_images: int =
             img, mode = load(f)
             res = encode_array(img, mode, q, model)
             dec, _ = decode_array(res.data, model)
-            mse = np.mean((dec.astype(np.float64) - img) ** 2)
             bpp.append(res.bpp)
-            psnr.append(10 * np.log10(255**2 / max(mse, 1e-10)))
+            psnr.append(psnr_rgb(img, dec))
         out[f"q{q:g}"] = {"bpp": float(np.mean(bpp)), "psnr_rgb": float(np.mean(psnr))}
     return out
 
