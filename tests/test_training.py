@@ -12,6 +12,7 @@ from vaezip.codec import decode_array, encode_array
 from vaezip.models import ModelConfig
 from vaezip.training.data import DatasetError
 from vaezip.training.export import export
+from vaezip.training.grow import GrowError, can_grow, grow
 from vaezip.training.loop import CheckpointError, TrainConfig, load_checkpoint, train
 
 from conftest import synthetic
@@ -129,3 +130,42 @@ def test_a_new_run_can_start_from_exported_weights(data_dir, tmp_path):
         c2 = cfg(data_dir, tmp_path / "c", 1)
         c2.init_from = str(tmp_path / "a.npz")
         train(c2, ModelConfig(n=8, m=16, levels=3), log=lambda *_: None)
+
+
+def test_growing_m_keeps_what_the_model_computes(data_dir, tmp_path):
+    train(cfg(data_dir, tmp_path / "a", 2), TINY, log=lambda *_: None)
+    export(tmp_path / "a" / "checkpoint.pt", tmp_path / "a.npz", "tiny-r1")
+    small = zoo.load_file(tmp_path / "a.npz")
+    wide = ModelConfig(n=8, m=20, levels=3, hyper_hidden=12)
+    assert can_grow(TINY, wide)
+    assert not can_grow(TINY, ModelConfig(n=8, m=20, levels=3))      # h_s would change width
+    assert not can_grow(TINY, ModelConfig(n=16, m=20, levels=3, hyper_hidden=12))
+    assert not can_grow(wide, TINY)                                  # shrinking
+    grown = grow(small.network, wide).eval()
+    x = torch.from_numpy(synthetic(64, 64)).permute(2, 0, 1)[None].float() / 255
+    for t in (0.0, 2.0):
+        t = torch.tensor([t])
+        with torch.no_grad():
+            torch.manual_seed(1)  # the same training noise for both (the old channels come first)
+            a = small.network(x, t)
+            torch.manual_seed(1)
+            b = grown(x, t)
+        assert torch.allclose(a.x_hat, b.x_hat, atol=1e-6)
+        assert torch.allclose(a.z_likelihood, b.z_likelihood, atol=1e-6)
+        assert torch.allclose(a.y_likelihood, b.y_likelihood[:, :12], atol=1e-6)
+    # Real coding: the same image comes back, and the new channels cost next to nothing.
+    img = synthetic(48, 72)
+    before, after = encode_array(img, "RGB", 80, small), encode_array(img, "RGB", 80, zoo.freeze(grown, "w"))
+    assert (decode_array(before.data, small)[0] == decode_array(after.data, zoo.freeze(grown, "w"))[0]).all()
+    assert len(after.data) <= len(before.data) + 8
+    with pytest.raises(GrowError, match="only the latent channels"):
+        grow(small.network, ModelConfig(n=16, m=12, levels=3))
+
+    # Through the training loop: a run started from the small model trains the wide one, and its
+    # CPU-hours count the small model's.
+    c = cfg(data_dir, tmp_path / "b", 2)
+    c.init_from = str(tmp_path / "a.npz")
+    train(c, wide, log=lambda *_: None)
+    ck = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    assert ModelConfig.from_dict(ck["model_config"]) == wide
+    assert ck["cpu_seconds"] >= small.meta["cpu_hours"] * 3600

@@ -38,9 +38,13 @@ class ModelConfig:
     levels: int = 8
     lambda_min: float = 0.0018
     lambda_max: float = 0.0932
+    hyper_hidden: int | None = None  # width of h_s's hidden layers (None: m, as Minnen et al.)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if d["hyper_hidden"] is None:
+            del d["hyper_hidden"]  # weights files written before the field existed read back equal
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -71,7 +75,7 @@ class MeanScaleHyperprior(nn.Module):
         self.g_a = analysis(n, m)
         self.g_s = synthesis(n, m)
         self.h_a = hyper_analysis(n, m)
-        self.h_s = hyper_synthesis(n, m)
+        self.h_s = hyper_synthesis(n, m, config.hyper_hidden)
         # Initial gains follow the optimal quantizer step for MSE, step ~ lambda^-1/2.
         t = torch.arange(levels, dtype=torch.float32)
         log_lam = config.lam(t).log()

@@ -30,12 +30,14 @@ def hyper_analysis(n: int, m: int) -> nn.Sequential:
     )
 
 
-def hyper_synthesis(n: int, m: int) -> nn.Sequential:
-    """h_s: z_hat -> (mean, scale) of y, 2m channels."""
+def hyper_synthesis(n: int, m: int, hidden: int | None = None) -> nn.Sequential:
+    """h_s: z_hat -> (mean, scale) of y, 2m channels. Its hidden layers have ``hidden`` and
+    3·hidden/2 channels; Minnen et al. use hidden = m."""
+    hidden = m if hidden is None else hidden
     return nn.Sequential(
-        deconv(n, m), nn.LeakyReLU(inplace=True),
-        deconv(m, m * 3 // 2), nn.LeakyReLU(inplace=True),
-        conv(m * 3 // 2, 2 * m, 3, 1),
+        deconv(n, hidden), nn.LeakyReLU(inplace=True),
+        deconv(hidden, hidden * 3 // 2), nn.LeakyReLU(inplace=True),
+        conv(hidden * 3 // 2, 2 * m, 3, 1),
     )
 
 

@@ -188,12 +188,20 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
         from ..zoo import REGISTRY, load_file, load_model
 
         start = load_model(cfg.init_from, "cpu") if cfg.init_from in REGISTRY else load_file(cfg.init_from)
+        from .grow import can_grow, grow
+
+        source = start.network
         if start.config != model.config:
-            raise CheckpointError(f"{cfg.init_from}: its model config {start.config} differs from this run's")
-        model.load_state_dict(start.network.state_dict())
-        ema.load_state_dict(start.network.state_dict())
+            if not can_grow(start.config, model.config):
+                raise CheckpointError(f"{cfg.init_from}: its model config {start.config} differs from this "
+                                      f"run's {model.config}, and only M can grow")
+            source = grow(source, model.config, seed=cfg.seed)
+            log(f"grew {start.name} from M={start.config.m} to M={model.config.m} latent channels")
+        model.load_state_dict(source.state_dict())
+        ema.load_state_dict(source.state_dict())
+        cpu_s = float(start.meta.get("cpu_hours", 0.0)) * 3600  # CPU-hours count from the very start
         log(f"started from the weights of {start.name} ({start.meta.get('step', '?')} steps, "
-            f"{start.meta.get('cpu_hours', '?')} CPU-h)")
+            f"{start.meta.get('cpu_hours', '?')} CPU-h, counted in this run's CPU-hours)")
     if ck is None and main_process:
         (run / "train_config.json").write_text(json.dumps({"train": asdict(cfg), "model": model_config.to_dict()},
                                                           indent=1))
