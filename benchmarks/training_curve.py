@@ -1,7 +1,11 @@
 """The training curve of a run: training-loss bpp/PSNR and real-coding validation against step and
 CPU-hours, as JSON and a PNG plot.
 
-    python benchmarks/training_curve.py RUN_DIR [--out benchmarks/results/training-curve]
+    python benchmarks/training_curve.py RUN_DIR [RUN_DIR ...] [--out benchmarks/results/training-curve]
+
+Several run folders are stages of one lineage, in order: a run started with ``--init-from`` from the
+export of the one before (e.g. grown to more latent channels) counts its CPU-hours from the very start,
+and its steps are shown continuing the previous stage's.
 """
 from __future__ import annotations
 
@@ -10,20 +14,29 @@ import json
 from pathlib import Path
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("run_dir")
-    ap.add_argument("--out", default="benchmarks/results/training-curve")
-    args = ap.parse_args()
-    recs = [json.loads(line) for line in (Path(args.run_dir) / "train.jsonl").read_text().splitlines() if line.strip()]
-    config = json.loads((Path(args.run_dir) / "train_config.json").read_text())
+def stage_rows(run_dir: Path, step_offset: int, stage: int) -> list[dict]:
+    recs = [json.loads(line) for line in (run_dir / "train.jsonl").read_text().splitlines() if line.strip()]
     keep = ("step", "cpu_hours", "lr", "loss", "bpp", "psnr", "images_per_s", "validation")
-    rows = []
+    rows: list[dict] = []
     for r in recs:
         # A run resumed from an older checkpoint logs those steps again: the replay supersedes them.
-        while rows and rows[-1]["step"] >= r["step"]:
+        while rows and rows[-1]["step"] - step_offset >= r["step"]:
             rows.pop()
-        rows.append({k: r[k] for k in keep if k in r})
+        rows.append({**{k: r[k] for k in keep if k in r}, "step": r["step"] + step_offset, "stage": stage})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run_dirs", nargs="+")
+    ap.add_argument("--out", default="benchmarks/results/training-curve")
+    args = ap.parse_args()
+    rows: list[dict] = []
+    stages = []
+    for i, d in enumerate(map(Path, args.run_dirs)):
+        stages.append({"run": d.name, **json.loads((d / "train_config.json").read_text())})
+        rows += stage_rows(d, rows[-1]["step"] if rows else 0, i)
+    config = stages if len(stages) > 1 else stages[0]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"config": config, "records": rows}, indent=0))
@@ -42,6 +55,12 @@ def main() -> None:
     axes[0].set_ylabel("PSNR (dB)")
     ax2.set_ylabel("bpp")
     axes[0].set_title("training loss terms (mean over the rate levels)")
+    for r0, r1 in zip(rows, rows[1:]):
+        if r1["stage"] != r0["stage"]:
+            axes[0].axvline(r1["cpu_hours"], color="grey", ls=":", lw=0.8)
+            axes[1].axvline(r1["cpu_hours"], color="grey", ls=":", lw=0.8)
+            axes[1].annotate(f"stage {r1['stage']}: {stages[r1['stage']]['run']}", (r1["cpu_hours"], 0.02),
+                             xycoords=("data", "axes fraction"), fontsize=7, rotation=90)
     val = [r for r in rows if "validation" in r]
     for q in (sorted(val[0]["validation"]) if val else []):
         axes[1].plot([r["cpu_hours"] for r in val], [r["validation"][q]["psnr_rgb"] for r in val], marker="o",

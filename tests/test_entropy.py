@@ -24,6 +24,21 @@ def test_tables_are_normalised(ytab):
     assert (zt.length > 1).all()
 
 
+def test_a_collapsed_z_channel_still_gets_a_codable_table():
+    """A channel whose density put all its mass in one bin once gave a one-symbol table, which
+    constriction refuses; the table keeps a bin on either side."""
+    prior = FactorizedDensity(4)
+    with torch.no_grad():
+        for m in prior.matrices:
+            m[0] = 10.0  # channel 0: a step of ~10^5 per unit, all mass in the bin of 0
+    zt = z_table(prior)
+    assert zt.length[0] >= 3 and zt.probabilities(0).max() > 1 - 1e-9
+    coder = Coder(zt)
+    values = np.array([zt.offset[0], 0, zt.offset[0] + zt.length[0] - 1, 0])
+    index = np.zeros(4, dtype=np.int64)
+    assert (coder.decode(coder.encode(values, index), index) == values).all()
+
+
 def test_scale_index_picks_the_smallest_table_scale_not_below():
     table = scale_table()
     thresholds = scale_thresholds(table)

@@ -13,7 +13,7 @@ from vaezip.models import ModelConfig
 from vaezip.training.data import DatasetError
 from vaezip.training.export import export
 from vaezip.training.grow import GrowError, can_grow, grow
-from vaezip.training.loop import CheckpointError, TrainConfig, load_checkpoint, train
+from vaezip.training.loop import CheckpointError, TrainConfig, load_checkpoint, lr_at, train
 
 from conftest import synthetic
 
@@ -169,3 +169,13 @@ def test_growing_m_keeps_what_the_model_computes(data_dir, tmp_path):
     ck = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
     assert ModelConfig.from_dict(ck["model_config"]) == wide
     assert ck["cpu_seconds"] >= small.meta["cpu_hours"] * 3600
+
+
+def test_learning_rate_schedules():
+    cosine = TrainConfig(data="", run_dir="", steps=1000, warmup=10)
+    wsd = TrainConfig(data="", run_dir="", steps=1000, warmup=10, decay_steps=200)
+    assert lr_at(0, cosine) == pytest.approx(1e-4) and lr_at(9, wsd) == pytest.approx(1e-3)
+    assert lr_at(500, cosine) < lr_at(100, cosine) and lr_at(1000, cosine) == pytest.approx(2e-5)
+    assert lr_at(100, wsd) == lr_at(800, wsd) == pytest.approx(1e-3)       # stable
+    assert lr_at(900, wsd) == pytest.approx(0.51e-3)                       # linear decay
+    assert lr_at(1000, wsd) == lr_at(5000, wsd) == pytest.approx(2e-5)     # floor

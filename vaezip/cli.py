@@ -214,6 +214,9 @@ def models():
 @click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--patch", type=click.IntRange(64), default=128, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--decay-steps", type=click.IntRange(0), default=0, show_default=True,
+              help="0: cosine decay over --steps. K > 0: constant rate, then a linear decay over the last K steps "
+                   "(resume a copy of a run with a larger --steps to decay a branch for export).")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--channels", "n", type=click.IntRange(4), default=64, show_default=True, help="N, width of the transforms (new runs).")
@@ -228,8 +231,8 @@ def models():
 @click.option("--compile", "compile_", is_flag=True,
               help="torch.compile the training step (faster; needs a C++ compiler on CPU).")
 @click.option("--init-from", help="Start a new run from a weights file or shipped model (e.g. msh64-r1).")
-def train(data, run_dir, steps, batch, patch, lr, threads, seed, n, m, hyper_hidden, validate_dir, validate_every,
-          compile_, init_from):
+def train(data, run_dir, steps, batch, patch, lr, decay_steps, threads, seed, n, m, hyper_hidden, validate_dir,
+          validate_every, compile_, init_from):
     """Train (or resume training) the variable-rate model on a folder of images.
 
     Multi-process (CPUs with gloo, GPUs with NCCL): torchrun --nproc_per_node K -m vaezip train ...
@@ -240,8 +243,8 @@ def train(data, run_dir, steps, batch, patch, lr, threads, seed, n, m, hyper_hid
 
     validate_dir = str(validate_dir) if validate_dir and Path(validate_dir).is_dir() else None
     cfg = TrainConfig(data=str(data), run_dir=str(run_dir), steps=steps, batch=batch, patch=patch, lr=lr,
-                      threads=threads, seed=seed, validate=validate_dir, validate_every_s=validate_every,
-                      compile=compile_, init_from=init_from)
+                      decay_steps=decay_steps, threads=threads, seed=seed, validate=validate_dir,
+                      validate_every_s=validate_every, compile=compile_, init_from=init_from)
     try:
         run_training(cfg, ModelConfig(n=n, m=m, hyper_hidden=hyper_hidden), log=click.echo)
     except VaezipError as e:

@@ -81,7 +81,9 @@ def z_table(prior: FactorizedDensity) -> Table:
         above = np.nonzero(cdf[c] > 1 - Z_TAIL / 2)[0]
         first = int(below[-1]) if len(below) else 0             # edge index of the lowest kept bin
         last = int(above[0]) if len(above) else len(cdf[c]) - 1  # edge index of the highest kept bin's top
-        last = max(last, first + 1)
+        if last - first < 3:  # a collapsed channel (all mass in one bin): keep a bin on either side,
+            first = max(0, first - 1)  # since constriction cannot build a one-symbol model
+            last = min(len(cdf[c]) - 1, first + 3)
         pmf = np.diff(cdf[c, first:last + 1])
         pmf[0] += cdf[c, first]
         pmf[-1] += 1 - cdf[c, last]

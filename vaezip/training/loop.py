@@ -43,6 +43,7 @@ class TrainConfig:
     batch: int = 8
     lr: float = 1e-3
     warmup: int = 500
+    decay_steps: int = 0                 # > 0: constant rate, then a linear decay over the last steps
     clip: float = 1.0
     ema: float = 0.999
     seed: int = 0
@@ -63,10 +64,22 @@ def device_auto() -> torch.device:
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then either a cosine decay over the whole run or, with ``decay_steps`` > 0, a
+    warmup-stable-decay schedule: constant until the last ``decay_steps`` steps, then a linear decay.
+
+    The second lets a run that has no planned end go on at a constant rate while short decayed branches
+    (copies of its checkpoint resumed with a larger --steps) give the weights to export; a branch decayed
+    over the last 10–20 % of its steps matches a cosine schedule of the same length (Hägele et al. 2024,
+    "Scaling laws and compute-optimal training beyond fixed training durations"; Hu et al. 2024, MiniCPM).
+    """
+    floor = 0.02
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
+    if cfg.decay_steps > 0:
+        frac = min(1.0, max(0.0, (step - (cfg.steps - cfg.decay_steps)) / cfg.decay_steps))
+        return cfg.lr * (1 - (1 - floor) * frac)
     frac = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
+    return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
 def rd_loss(model, x: torch.Tensor, t: torch.Tensor, lam: torch.Tensor):
