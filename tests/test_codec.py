@@ -112,3 +112,33 @@ def test_decompression_bomb_limit(model):
     data = encode_array(synthetic(64, 64), "RGB", 50, model).data
     with pytest.raises(FormatError, match="exceeds the limit"):
         vaezip.decompress(data, max_pixels=1000)
+
+
+def test_tiled_transforms_give_the_same_file_and_image(photos, model, monkeypatch):
+    """Beyond ENCODE_TILE / DECODE_TILE the transforms run in tiles; with the halos of nn/tiling.py the
+    result is the one-piece result (here with tiles far smaller than the real ones)."""
+    import vaezip.codec as codec
+
+    img = photos["astronaut"]
+    whole = encode_array(img, "RGB", 60, model)
+    whole_img, _ = decode_array(whole.data, model)
+    monkeypatch.setattr(codec, "ENCODE_TILE", 128)
+    monkeypatch.setattr(codec, "DECODE_TILE", 4)
+    tiled = encode_array(img, "RGB", 60, model)
+    assert tiled.data == whole.data
+    tiled_img, _ = decode_array(whole.data, model)
+    assert np.abs(tiled_img.astype(int) - whole_img).max() <= 1
+    assert (tiled_img != whole_img).mean() < 1e-3
+
+
+def test_a_halo_below_the_receptive_radius_would_show(model):
+    """The tiling test above can fail: with too small a halo the tiles disagree."""
+    import torch
+
+    from vaezip.nn.tiling import run_tiled
+
+    y = torch.randn(1, model.config.m, 12, 12)
+    g_s = model.network.g_s
+    with torch.inference_mode():
+        assert (run_tiled(g_s, y, 4, 4, up=16) - g_s(y)).abs().max() < 1e-4
+        assert (run_tiled(g_s, y, 4, 1, up=16) - g_s(y)).abs().max() > 1e-3

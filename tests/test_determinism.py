@@ -54,7 +54,7 @@ def test_perturbed_synthesis_still_decodes_the_same_symbols(model, monkeypatch):
     net = model.network
     synthesise = net.synthesise
 
-    def noisy_float64(y_hat, t):
+    def noisy_float64(y_hat, t, tile=None):
         net.double()
         try:
             x = y_hat.double() * (1 + 1e-6 * torch.randn_like(y_hat.double()))

@@ -25,6 +25,10 @@ from .models.hyperprior import STRIDE_Z
 from .zoo import DEFAULT_MODEL, LoadedModel, load_model
 
 DEFAULT_QUALITY = 75.0
+#: Transforms run in tiles beyond these sizes (pixels for g_a, latent positions for g_s), which bounds
+#: memory to a few hundred MB whatever the image size; smaller images go through in one piece.
+ENCODE_TILE = 1024
+DECODE_TILE = 64
 
 
 @dataclass
@@ -95,7 +99,7 @@ def encode_array(array: np.ndarray, mode: str = "RGB", quality: float = DEFAULT_
     net, dev = model.network, _device(model)
     t = rate_level(model, quality).to(dev)
     x = vzimage.pad(vzimage.to_tensor(array, dev), STRIDE_Z)
-    y, z = net.analyse(x, t)
+    y, z = net.analyse(x, t, tile=ENCODE_TILE)
     z_idx = _z_index(model, z.shape).to(dev)
     z_sym = model.z_coder.table.clamp(torch.round(z), z_idx)
     mean, y_idx = entropy_parameters(model, z_sym, quality)
@@ -145,5 +149,5 @@ def decode_array(data: bytes, model: LoadedModel | None = None,
         raise DecodeMismatchError("decoded symbols do not match the encoder's (symbol checksum); this machine "
                                   "computed different probabilities than the one that wrote the file")
     y_hat = (torch.from_numpy(y_np).float() + mean).to(dev)
-    x_hat = net.synthesise(y_hat, t)[..., : header.height, : header.width]
+    x_hat = net.synthesise(y_hat, t, tile=DECODE_TILE)[..., : header.height, : header.width]
     return vzimage.from_tensor(x_hat), header

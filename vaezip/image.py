@@ -130,7 +130,7 @@ def to_tensor(array: np.ndarray, device: torch.device | str = "cpu") -> torch.Te
 
 def from_tensor(x: torch.Tensor) -> np.ndarray:
     """1x3xHxW float -> HxWx3 uint8, rounded and clipped."""
-    return x[0].clamp(0, 1).mul(255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return x[0].clamp(0, 1).mul_(255.0).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
 def pad(x: torch.Tensor, multiple: int) -> torch.Tensor:

@@ -22,10 +22,15 @@ from torch import nn
 
 from ..entropy import quantize
 from ..entropy.priors import FactorizedDensity, gaussian_likelihood
+from ..nn.tiling import run_tiled
 from ..nn.transforms import GainUnits, analysis, hyper_analysis, hyper_synthesis, synthesis
 
 #: Total down-sampling of z (g_a, 16, then h_a, 4): inputs are padded to a multiple of this.
 STRIDE_Z = 64
+#: Halos that make tiled transforms exact (receptive radii, nn/tiling.py): pixels for g_a, latent
+#: positions for g_s.
+G_A_HALO = 32
+G_S_HALO = 4
 
 
 @dataclass(frozen=True)
@@ -85,9 +90,11 @@ class MeanScaleHyperprior(nn.Module):
         self.z_prior = FactorizedDensity(n)
 
     # -- the steps shared by training and coding -------------------------------------------------
-    def analyse(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x -> (y', z'): gained latents, before quantization."""
-        y = self.g_a(x) * self.gain.gain(t)
+    def analyse(self, x: torch.Tensor, t: torch.Tensor, tile: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x -> (y', z'): gained latents, before quantization. With ``tile`` (pixels, a multiple of 16),
+        g_a runs in tiles of that size (nn/tiling.py): the same values, bounded memory."""
+        y = self.g_a(x) if tile is None else run_tiled(self.g_a, x, tile, G_A_HALO, down=16)
+        y = y * self.gain.gain(t)
         z = self.h_a(y) * self.hyper_gain.gain(t)
         return y, z
 
@@ -97,8 +104,10 @@ class MeanScaleHyperprior(nn.Module):
         mean, scale = params.chunk(2, dim=1)
         return mean, scale
 
-    def synthesise(self, y_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.g_s(y_hat * self.gain.inverse_gain(t))
+    def synthesise(self, y_hat: torch.Tensor, t: torch.Tensor, tile: int | None = None) -> torch.Tensor:
+        """y_hat' -> x_hat. With ``tile`` (latent positions), g_s runs in tiles of that size."""
+        y_hat = y_hat * self.gain.inverse_gain(t)
+        return self.g_s(y_hat) if tile is None else run_tiled(self.g_s, y_hat, tile, G_S_HALO, up=16)
 
     # -- training ----------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> RDOutput:
