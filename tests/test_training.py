@@ -89,6 +89,20 @@ def test_validation_codes_for_real(data_dir, tmp_path):
     assert 0 < v["q20"]["bpp"] <= v["q80"]["bpp"] and v["q20"]["psnr_rgb"] > 5
 
 
+def test_a_failing_validation_does_not_end_the_run(data_dir, tmp_path, monkeypatch):
+    import vaezip.training.loop as loop
+
+    def broken(*_):
+        raise ValueError("Probability distribution not normalizable")
+
+    monkeypatch.setattr(loop, "validate", broken)
+    c = cfg(data_dir, tmp_path / "run", 4)
+    c.validate, c.validate_every_s = str(data_dir), 0.0
+    train(c, TINY, log=lambda *_: None)
+    recs = [json.loads(l) for l in (tmp_path / "run" / "train.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in recs] == [2, 4] and "not normalizable" in recs[0]["validation_error"]
+
+
 def test_two_processes_with_gloo_through_torchrun(data_dir, tmp_path):
     """Scale-out on PyTorch's own stack, for real: torchrun, DistributedDataParallel, gloo, two CPUs."""
     import os

@@ -63,7 +63,7 @@ class CropSampler:
             side = min(int(round(self.patch * factor)), h, w)
             top = int(rng.integers(0, h - side + 1))
             left = int(rng.integers(0, w - side + 1))
-            crop = torch.from_numpy(np.ascontiguousarray(img[top:top + side, left:left + side]))
+            crop = torch.from_numpy(np.array(img[top:top + side, left:left + side]))  # a writable copy
             crop = crop.permute(2, 0, 1).float().div_(255.0)
             if side != self.patch:
                 crop = F.interpolate(crop[None], size=(self.patch, self.patch), mode="bilinear",

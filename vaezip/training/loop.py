@@ -277,10 +277,15 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
                        "loss": acc["loss"] / acc["n"], "bpp": acc["bpp"] / acc["n"], "psnr": acc["psnr"] / acc["n"],
                        "images_per_s": world * cfg.batch * acc["n"] / (now - t_log), "time": time.time()}
                 if main_process and cfg.validate and now - last_validation > cfg.validate_every_s:
-                    rec["validation"] = validate(ema, cfg.validate, cfg.validate_qualities)
                     last_validation = time.monotonic()
-                    log(f"validation at step {step}: " + ", ".join(
-                        f"{k}: {v['bpp']:.3f} bpp {v['psnr_rgb']:.2f} dB" for k, v in rec["validation"].items()))
+                    try:
+                        rec["validation"] = validate(ema, cfg.validate, cfg.validate_qualities)
+                    except Exception as e:  # monitoring must never end a training run
+                        rec["validation_error"] = f"{e.__class__.__name__}: {e}"
+                        log(f"validation at step {step} failed ({rec['validation_error']}); training goes on")
+                    else:
+                        log(f"validation at step {step}: " + ", ".join(
+                            f"{k}: {v['bpp']:.3f} bpp {v['psnr_rgb']:.2f} dB" for k, v in rec["validation"].items()))
                 if log_file:
                     log_file.write(json.dumps(rec) + "\n")
                     log_file.flush()
