@@ -5,7 +5,9 @@ CPU-hours, as JSON and a PNG plot.
 
 Several run folders are stages of one lineage, in order: a run started with ``--init-from`` from the
 export of the one before (e.g. grown to more latent channels) counts its CPU-hours from the very start,
-and its steps are shown continuing the previous stage's.
+and its steps are shown continuing the previous stage's last logged step. A folder without
+train_config.json is a branch (a copy of the previous run's checkpoint, resumed, e.g. with a decay):
+it replaces the previous stage's records from its first step on.
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ def stage_rows(run_dir: Path, step_offset: int, stage: int) -> list[dict]:
     keep = ("step", "cpu_hours", "lr", "loss", "bpp", "psnr", "images_per_s", "validation")
     rows: list[dict] = []
     for r in recs:
+        if "step" not in r:  # the record of a (re)start's configuration
+            continue
         # A run resumed from an older checkpoint logs those steps again: the replay supersedes them.
         while rows and rows[-1]["step"] - step_offset >= r["step"]:
             rows.pop()
@@ -33,9 +37,16 @@ def main() -> None:
     args = ap.parse_args()
     rows: list[dict] = []
     stages = []
+    offset = 0
     for i, d in enumerate(map(Path, args.run_dirs)):
-        stages.append({"run": d.name, **json.loads((d / "train_config.json").read_text())})
-        rows += stage_rows(d, rows[-1]["step"] if rows else 0, i)
+        if (d / "train_config.json").exists():  # a run of its own: steps restart at 0
+            stages.append({"run": d.name, **json.loads((d / "train_config.json").read_text())})
+            offset = rows[-1]["step"] if rows else 0
+            rows += stage_rows(d, offset, i)
+        else:  # a branch: a copy of the previous run's checkpoint, resumed; its steps continue
+            stages.append({"run": d.name, "branch_of": stages[-1]["run"]})
+            branch = stage_rows(d, offset, i)
+            rows = [r for r in rows if r["step"] < branch[0]["step"]] + branch
     config = stages if len(stages) > 1 else stages[0]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
