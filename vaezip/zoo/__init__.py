@@ -45,9 +45,12 @@ _ENTRIES = (
     ZooEntry("msh64-r1", "msh64-r1.npz",
              "dbfc4006a0b255fb2c08ab2c018edf3a576e6cc168f79aa61df4addc6fca0ad6",
              "mean-scale hyperprior, N=64 M=96, gain units, variable rate; trained on CPU"),
+    ZooEntry("msh64-r2", "msh64-r2.npz",
+             "ce449fd349773cd6306f669766a7e13db2a7c9c4d31ef9db397c3b807f3e2ef3",
+             "mean-scale hyperprior, N=64 M=192 (grown from M=96), gain units, variable rate; trained on CPU"),
 )
 REGISTRY: dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}
-DEFAULT_MODEL = "msh64-r1"
+DEFAULT_MODEL = "msh64-r2"
 
 
 @dataclass
