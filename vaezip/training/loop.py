@@ -243,6 +243,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
     log_file = open(run / "train.jsonl", "a") if main_process else None
     if log_file:  # what this (re)start was asked for: a resumed run may change e.g. its schedule
         log_file.write(json.dumps({"start": step, "config": asdict(cfg), "world_size": world}) + "\n")
+        log_file.flush()
     last_save = time.monotonic()
     acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "n": 0}
     t_log, cpu_log = time.monotonic(), time.process_time()
