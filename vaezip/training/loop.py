@@ -199,10 +199,9 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
         log(f"resumed {ckpt_path} at step {step} ({cpu_s / 3600:.2f} CPU-h)")
     elif cfg.init_from:
         from ..zoo import REGISTRY, load_file, load_model
-
-        start = load_model(cfg.init_from, "cpu") if cfg.init_from in REGISTRY else load_file(cfg.init_from)
         from .grow import can_grow, grow
 
+        start = load_model(cfg.init_from, "cpu") if cfg.init_from in REGISTRY else load_file(cfg.init_from)
         source = start.network
         if start.config != model.config:
             if not can_grow(start.config, model.config):
