@@ -18,32 +18,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaezip.bench.metrics import psnr
-from vaezip.codec import decode_array, encode_array
 from vaezip.image import load
 from vaezip.models import MeanScaleHyperprior, ModelConfig
 from vaezip.training.data import image_files
-from vaezip.training.loop import load_checkpoint
-from vaezip.zoo import freeze, load_file
+from vaezip.training.loop import load_checkpoint, validate
+from vaezip.zoo import load_file
 
 
-def models_in(path: str) -> dict:
+def networks_in(path: str) -> dict:
     if path.endswith(".npz"):
-        return {path: load_file(path)}
+        return {path: load_file(path).network}
     ck = load_checkpoint(Path(path))
     out = {}
     for key in ("ema", "model"):
         net = MeanScaleHyperprior(ModelConfig.from_dict(ck["model_config"]))
         net.load_state_dict(ck[key])
-        out[f"{path}:{key}@{ck['step']}"] = freeze(net, key)
+        out[f"{path}:{key}@{ck['step']}"] = net.eval()
     return out
 
 
 @torch.no_grad()
-def ceiling(model, images) -> list[dict]:
+def ceiling(net, images) -> list[dict]:
     from vaezip.image import to_tensor
 
-    net, out = model.network, []
+    out = []
     for level in (0.0, (net.config.levels - 1) / 2, float(net.config.levels - 1)):
         t = torch.tensor([level])
         rounded, continuous = [], []
@@ -71,20 +69,14 @@ def main() -> None:
     images = [load(f) for f in image_files(args.kodak)[: args.limit]]
     qualities = [float(q) for q in args.qualities.split(",")]
     for path in args.paths:
-        for name, model in models_in(path).items():
+        for name, net in networks_in(path).items():
             if args.ceiling:
-                print(json.dumps({"model": name, "ceiling": ceiling(model, images)}), flush=True)
+                print(json.dumps({"model": name, "ceiling": ceiling(net, images)}), flush=True)
                 continue
-            points = []
-            for q in qualities:
-                bpp, db = [], []
-                for img, mode in images:
-                    res = encode_array(img, mode, q, model)
-                    dec, _ = decode_array(res.data, model)
-                    bpp.append(res.bpp)
-                    db.append(psnr(img, dec))
-                points.append({"quality": q, "bpp": round(float(np.mean(bpp)), 4),
-                               "psnr_rgb": round(float(np.mean(db)), 3)})
+            # The training loop's validation: the same real coding, one implementation.
+            result = validate(net, args.kodak, qualities, max_images=len(images))
+            points = [{"quality": q, "bpp": round(result[f"q{q:g}"]["bpp"], 4),
+                       "psnr_rgb": round(result[f"q{q:g}"]["psnr_rgb"], 3)} for q in qualities]
             print(json.dumps({"model": name, "points": points}), flush=True)
 
 
