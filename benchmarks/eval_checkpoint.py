@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from vaezip.image import load
-from vaezip.models import MeanScaleHyperprior, ModelConfig
+from vaezip.models import ModelConfig, build_model
 from vaezip.training.data import image_files
 from vaezip.training.loop import load_checkpoint, validate
 from vaezip.zoo import load_file
@@ -31,7 +31,7 @@ def networks_in(path: str) -> dict:
     ck = load_checkpoint(Path(path))
     out = {}
     for key in ("ema", "model"):
-        net = MeanScaleHyperprior(ModelConfig.from_dict(ck["model_config"]))
+        net = build_model(ModelConfig.from_dict(ck["model_config"]))
         net.load_state_dict(ck[key])
         out[f"{path}:{key}@{ck['step']}"] = net.eval()
     return out

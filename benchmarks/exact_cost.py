@@ -1,6 +1,6 @@
 """What the device-independent (exact integer) entropy parameters cost in rate: on each image, the bits of
-the y symbols under the exact h_s (what vaezip codes) against the bits the float32 h_s of the same network
-would have needed (its means and scale indices, the same frozen tables), at several qualities.
+the y symbols under the exact integer networks (what vaezip codes) against the bits the float32 networks of
+the same model would have needed (its means and scale indices, the same frozen tables), at several qualities.
 
     python benchmarks/exact_cost.py [--kodak DIR] [--weights FILE] [--out benchmarks/results/exact-cost.json]
 """
@@ -15,10 +15,24 @@ import numpy as np
 import torch
 
 import vaezip
-from vaezip.codec import entropy_parameters, rate_level
+from vaezip.codec import _code_y, hyper_output, rate_level
 from vaezip.entropy.parameters import ACT_BITS, scale_index_exact
 from vaezip.image import load, pad, to_tensor
+from vaezip.models.checkerboard import anchor_mask
 from vaezip.models.hyperprior import STRIDE_Z
+
+
+def float_parameters(net, y: torch.Tensor, z_sym: torch.Tensor, t: torch.Tensor):
+    """The float32 network's (mean, scale) of y', context included: what coding would use without the
+    exact integer networks."""
+    h = net.hyper_synthesis(z_sym, t)
+    if not hasattr(net, "context_prediction"):
+        return h.chunk(2, dim=1)
+    anchor = anchor_mask(*y.shape[2:])
+    params_a = net.refine(h, None)
+    mean_a = params_a[:, : net.config.m]
+    y_anchor = torch.where(anchor, torch.round(y - mean_a) + mean_a, torch.zeros_like(y))
+    return torch.where(anchor, params_a, net.refine(h, net.context_prediction(y_anchor))).chunk(2, dim=1)
 
 
 @torch.inference_mode()
@@ -27,15 +41,21 @@ def y_bits(model, img: np.ndarray, quality: float) -> tuple[float, float]:
     y, z = model.network.analyse(pad(to_tensor(img), STRIDE_Z), t)
     idx_z = torch.arange(z.shape[1]).view(1, -1, 1, 1).expand(z.shape)
     z_sym = model.z_coder.table.clamp(torch.round(z), idx_z)
-    table = model.y_coder
-    out = []
-    mean_e, idx_e = entropy_parameters(model, z_sym, quality)
-    mean_f, scale_f = model.network.hyper_parameters(z_sym, t)
+    coder = model.y_coder
+    exact = 0.0
+
+    def count(kind, mean, idx, where):  # the codec's own passes, counting instead of coding
+        nonlocal exact
+        r = coder.table.clamp(torch.round(y - mean), idx).to(torch.int64)
+        sel = slice(None) if where is None else where.expand(r.shape).numpy()
+        exact += coder.information_bits(r.numpy()[sel], idx.numpy()[sel])
+        return r
+
+    _code_y(model, hyper_output(model, z_sym, quality), count)
+    mean_f, scale_f = float_parameters(model.network, y, z_sym, t)
     idx_f = scale_index_exact(torch.floor(scale_f.double() * 2**ACT_BITS), model.scale_thresholds)
-    for mean, idx in ((mean_e, idx_e), (mean_f, idx_f)):
-        r = table.table.clamp(torch.round(y - mean), idx)
-        out.append(table.information_bits(r.numpy().astype(np.int64), idx.numpy()))
-    return out[0], out[1]
+    r = coder.table.clamp(torch.round(y - mean_f), idx_f)
+    return exact, coder.information_bits(r.numpy().astype(np.int64), idx_f.numpy())
 
 
 def main() -> None:

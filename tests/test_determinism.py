@@ -20,14 +20,14 @@ def test_exact_h_s_does_not_depend_on_summation_order(model):
     rng = np.random.default_rng(0)
     z = torch.from_numpy(rng.integers(-20, 20, (1, model.config.n, 5, 7))).double()
     gain = quantized_gain(model.network.hyper_gain.log_inverse_gain.detach().numpy(), 5000, model.config.levels)
-    ref = model.exact_h_s(z, gain)
+    ref = model.exact.hyper(z, gain)
     perm = torch.from_numpy(rng.permutation(model.config.n))
-    kind, first, w, b = model.exact_h_s.layers[0]
-    model.exact_h_s.layers[0] = (kind, first, w[:, perm], b)
+    kind, first, w, b = model.exact.h_s.layers[0]
+    model.exact.h_s.layers[0] = (kind, first, w[:, perm], b)
     try:
-        out = model.exact_h_s(z[:, perm], gain[perm.numpy()])
+        out = model.exact.hyper(z[:, perm], gain[perm.numpy()])
     finally:
-        model.exact_h_s.layers[0] = (kind, first, w, b)
+        model.exact.h_s.layers[0] = (kind, first, w, b)
     assert torch.equal(out, ref)
     assert torch.equal(out, torch.round(out)) and out.abs().max() < 2**53
 

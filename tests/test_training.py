@@ -195,3 +195,21 @@ def test_learning_rate_schedules():
     assert lr_at(100, wsd) == lr_at(800, wsd) == pytest.approx(1e-3)       # stable
     assert lr_at(900, wsd) == pytest.approx(0.51e-3)                       # linear decay
     assert lr_at(1000, wsd) == lr_at(5000, wsd) == pytest.approx(2e-5)     # floor
+
+
+def test_a_context_model_trains_from_hyperprior_weights_and_exports(data_dir, tmp_path):
+    train(cfg(data_dir, tmp_path / "a", 2), TINY, log=lambda *_: None)
+    export(tmp_path / "a" / "checkpoint.pt", tmp_path / "a.npz", "tiny-r1")
+    c = cfg(data_dir, tmp_path / "cb", 3)
+    c.init_from = str(tmp_path / "a.npz")
+    cb_config = ModelConfig(arch="msh-gain-cb", n=8, m=12, levels=3)
+    train(c, cb_config, log=lambda *_: None)
+    ck = load_checkpoint(tmp_path / "cb" / "checkpoint.pt")
+    assert ck["model_config"]["arch"] == "msh-gain-cb"
+    assert float(ck["model"]["entropy_parameters.2.weight"].abs().sum()) > 0  # the context is learning
+    export(tmp_path / "cb" / "checkpoint.pt", tmp_path / "cb.npz", "tiny-cb-r1")
+    model = zoo.load_file(tmp_path / "cb.npz")
+    assert model.config == cb_config and model.exact.has_context
+    img = synthetic(40, 56)
+    dec, _ = decode_array(encode_array(img, "RGB", 30, model).data, model)
+    assert dec.shape == img.shape

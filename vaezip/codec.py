@@ -7,6 +7,10 @@
                 r -coder(y tables[idx])-> section y ; header + sections -format-> .vz
     decompress: the header names the model; section z -> z_sym -h_s-> (mean, idx) ; section y -> r
                 y_hat' = r + mean -g_s-> x_hat, cropped to the stored size
+
+With a checkerboard context model (models/checkerboard.py), y is coded in two passes: the anchors
+(section y) with parameters from h_s alone, then the non-anchors (section y2) with parameters that also
+depend on the decoded anchors. Both passes use the exact integer networks, so encoder and decoder agree.
 """
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ from . import format as vzformat
 from . import image as vzimage
 from .entropy.parameters import ACT_BITS, quantized_gain, scale_index_exact
 from .errors import DecodeMismatchError, FormatError, ImageError, ModelError
+from .format.container import SECTION_NAMES, SECTION_Y, SECTION_Y2, SECTION_Z
+from .models.checkerboard import anchor_mask
 from .models.hyperprior import STRIDE_Z
 from .zoo import DEFAULT_MODEL, LoadedModel, load_model
 
@@ -65,15 +71,56 @@ def _z_index(model: LoadedModel, shape) -> torch.Tensor:
     return torch.arange(c).view(1, c, 1, 1).expand(shape)
 
 
-def entropy_parameters(model: LoadedModel, z_sym: torch.Tensor, quality: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """z symbols -> (mean of y', scale-table index of each y' element), bit-identical on every machine
-    (entropy/parameters.py). Returned on the CPU; the mean as float32."""
+def hyper_output(model: LoadedModel, z_sym: torch.Tensor, quality: float) -> torch.Tensor:
+    """z symbols -> h_s's output (means and scales of y') in ACT_BITS fixed point, bit-identical on every
+    machine (entropy/parameters.py). On the CPU, float64 holding integers."""
     code = vzformat.container.quality_code(quality)
     gain = quantized_gain(model.network.hyper_gain.log_inverse_gain.detach().cpu().numpy(), code,
                           model.config.levels)
-    out = model.exact_h_s(z_sym, gain)
-    mean_q, scale_q = out.chunk(2, dim=1)
-    return (mean_q / 2**ACT_BITS).float(), scale_index_exact(scale_q, model.scale_thresholds)
+    return model.exact.hyper(z_sym, gain)
+
+
+def _split(model: LoadedModel, params_q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed-point parameters -> (mean, still fixed point; scale-table index)."""
+    mean_q, scale_q = params_q.chunk(2, dim=1)
+    return mean_q, scale_index_exact(scale_q, model.scale_thresholds)
+
+
+def entropy_parameters(model: LoadedModel, z_sym: torch.Tensor, quality: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """z symbols -> (mean of y', scale-table index of each y' element) of a model without context (for a
+    checkerboard model: of the anchors). Returned on the CPU; the mean as float32."""
+    h_q = hyper_output(model, z_sym, quality)
+    mean_q, idx = _split(model, model.exact.refine(h_q, None) if model.exact.has_context else h_q)
+    return (mean_q / 2**ACT_BITS).float(), idx
+
+
+def y_sections(model: LoadedModel) -> tuple[int, ...]:
+    """The sections y is coded in, in decode order."""
+    return (SECTION_Y, SECTION_Y2) if model.exact.has_context else (SECTION_Y,)
+
+
+def _code_y(model: LoadedModel, h_q: torch.Tensor, code) -> tuple[torch.Tensor, torch.Tensor]:
+    """Runs the coding passes of y in decode order; the one definition of that order for both directions.
+
+    ``code(section, mean, idx, where)`` codes (encoder) or decodes (decoder) the symbols of the positions
+    ``where`` ((1, 1, H, W) bool; None: all) and returns the symbols as an int64 tensor of y's shape
+    (only its values at ``where`` matter). Returns (symbols, mean of y' in float32) over all positions.
+    """
+    if not model.exact.has_context:
+        mean_q, idx = _split(model, h_q)
+        r = code(SECTION_Y, (mean_q / 2**ACT_BITS).float(), idx, None)
+        return r, (mean_q / 2**ACT_BITS).float()
+    anchor = anchor_mask(*h_q.shape[2:])
+    mean_a, idx_a = _split(model, model.exact.refine(h_q, None))
+    r_a = code(SECTION_Y, (mean_a / 2**ACT_BITS).float(), idx_a, anchor)
+    y_anchor_q = torch.where(anchor, r_a.double() * 2**ACT_BITS + mean_a, torch.zeros_like(mean_a))
+    mean_n, idx_n = _split(model, model.exact.refine(h_q, y_anchor_q))
+    r_n = code(SECTION_Y2, (mean_n / 2**ACT_BITS).float(), idx_n, ~anchor)
+    return torch.where(anchor, r_a, r_n), (torch.where(anchor, mean_a, mean_n) / 2**ACT_BITS).float()
+
+
+def _positions(where: torch.Tensor | None, shape) -> np.ndarray | slice:
+    return slice(None) if where is None else where.expand(shape).numpy()
 
 
 def _device(model: LoadedModel) -> torch.device:
@@ -102,18 +149,24 @@ def encode_array(array: np.ndarray, mode: str = "RGB", quality: float = DEFAULT_
     y, z = net.analyse(x, t, tile=ENCODE_TILE)
     z_idx = _z_index(model, z.shape).to(dev)
     z_sym = model.z_coder.table.clamp(torch.round(z), z_idx)
-    mean, y_idx = entropy_parameters(model, z_sym, quality)
-    y_sym = model.y_coder.table.clamp(torch.round(y.cpu() - mean), y_idx)
-    z_np, y_np = z_sym.cpu().numpy().astype(np.int64), y_sym.cpu().numpy().astype(np.int64)
-    zi_np, yi_np = z_idx.cpu().numpy(), y_idx.cpu().numpy()
-    sections = [
-        vzformat.Section(vzformat.container.SECTION_Z, model.z_coder.encode(z_np, zi_np)),
-        vzformat.Section(vzformat.container.SECTION_Y, model.y_coder.encode(y_np, yi_np)),
-    ]
+    z_np, zi_np = z_sym.cpu().numpy().astype(np.int64), z_idx.cpu().numpy()
+    sections = [vzformat.Section(SECTION_Z, model.z_coder.encode(z_np, zi_np))]
+    bits = model.z_coder.information_bits(z_np, zi_np)
+    y = y.cpu()
+
+    def encode_pass(kind, mean, idx, where):
+        nonlocal bits
+        r = model.y_coder.table.clamp(torch.round(y - mean), idx).to(torch.int64)
+        sel = _positions(where, r.shape)
+        values, index = r.numpy()[sel], idx.numpy()[sel]
+        sections.append(vzformat.Section(kind, model.y_coder.encode(values, index)))
+        bits += model.y_coder.information_bits(values, index)
+        return r
+
+    y_sym, _ = _code_y(model, hyper_output(model, z_sym.cpu(), quality), encode_pass)
     data = vzformat.pack(mode=mode, width=width, height=height, quality=quality, model=model.name,
                          weights_hash=model.weights_hash, sections=sections,
-                         symbols_crc=symbol_checksum(z_np, y_np))
-    bits = model.z_coder.information_bits(z_np, zi_np) + model.y_coder.information_bits(y_np, yi_np)
+                         symbols_crc=symbol_checksum(z_np, y_sym.numpy()))
     return EncodeResult(data, width, height, bits, time.perf_counter() - start)
 
 
@@ -130,24 +183,35 @@ def decode_array(data: bytes, model: LoadedModel | None = None,
                  max_pixels: int | None = vzimage.MAX_PIXELS) -> tuple[np.ndarray, vzformat.VzHeader]:
     """.vz bytes -> (HxWx3 uint8, header). Raises FormatError / ModelError."""
     header, sections = vzformat.parse(data, max_pixels)
-    for kind in (vzformat.container.SECTION_Z, vzformat.container.SECTION_Y):
-        if kind not in sections:
-            raise FormatError(f"corrupt .vz file (section {vzformat.container.SECTION_NAMES[kind]} is missing)")
     if model is None:
         model = model_for(header)
     elif model.weights_hash != header.weights_hash:
         raise ModelError(f"this file needs model {header.model!r} with other weights than the one given")
+    needed = (SECTION_Z, *y_sections(model))
+    for kind in needed:
+        if kind not in sections:
+            raise FormatError(f"corrupt .vz file (section {SECTION_NAMES[kind]} is missing)")
+    for kind in sections:
+        if kind not in needed:
+            raise FormatError(f"corrupt .vz file (section {SECTION_NAMES[kind]} does not belong to model "
+                              f"{header.model!r})")
     net, dev = model.network, _device(model)
     t = rate_level(model, header.quality).to(dev)
     hz, wz = -(-header.height // STRIDE_Z), -(-header.width // STRIDE_Z)
     z_shape = (1, model.config.n, hz, wz)
     z_idx = _z_index(model, z_shape)
-    z_np = model.z_coder.decode(sections[vzformat.container.SECTION_Z], z_idx.numpy())
-    mean, y_idx = entropy_parameters(model, torch.from_numpy(z_np), header.quality)
-    y_np = model.y_coder.decode(sections[vzformat.container.SECTION_Y], y_idx.numpy())
-    if symbol_checksum(z_np, y_np) != header.symbols_crc:
+    z_np = model.z_coder.decode(sections[SECTION_Z], z_idx.numpy())
+
+    def decode_pass(kind, mean, idx, where):
+        r = np.zeros(idx.shape, dtype=np.int64)
+        sel = _positions(where, r.shape)
+        r[sel] = model.y_coder.decode(sections[kind], idx.numpy()[sel])
+        return torch.from_numpy(r)
+
+    y_sym, mean = _code_y(model, hyper_output(model, torch.from_numpy(z_np), header.quality), decode_pass)
+    if symbol_checksum(z_np, y_sym.numpy()) != header.symbols_crc:
         raise DecodeMismatchError("decoded symbols do not match the encoder's (symbol checksum); this machine "
                                   "computed different probabilities than the one that wrote the file")
-    y_hat = (torch.from_numpy(y_np).float() + mean).to(dev)
+    y_hat = (y_sym.float() + mean).to(dev)
     x_hat = net.synthesise(y_hat, t, tile=DECODE_TILE)[..., : header.height, : header.width]
     return vzimage.from_tensor(x_hat), header

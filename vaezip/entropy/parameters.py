@@ -1,4 +1,5 @@
-"""Device-independent entropy parameters: h_s evaluated as an exact integer network.
+"""Device-independent entropy parameters: h_s (and a context model's networks) evaluated as exact integer
+networks.
 
 Every quantity that selects a probability table must come out bit-identical on any CPU or GPU, thread
 count or BLAS (Ballé, Johnston & Minnen 2019, "Integer networks for data compression with latent-variable
@@ -12,7 +13,9 @@ in fixed point so that it is *exact*:
   whatever the summation order or algorithm, and all machines get the same integers;
 * rescaling is a division by a power of two and rounding, LeakyReLU a correctly rounded multiply and
   rounding, the gain an ``exp`` built from IEEE basic operations only (no libm);
-* the scale index compares the integer scale with integer thresholds frozen at export.
+* the scale index compares the integer scale with integer thresholds frozen at export;
+* with a checkerboard context, the decoded anchors enter the context network as integers too
+  (symbol times 2^ACT_BITS plus the exact fixed-point mean), so the non-anchors' tables are exact as well.
 
 The cost in rate is the difference between this network and the float one it approximates (measured in
 benchmarks/); the mean comes out of the same exact path, so reconstructions agree too up to the synthesis.
@@ -60,12 +63,13 @@ def quantized_gain(log_gain: np.ndarray, quality_code: int, levels: int) -> np.n
     return np.asarray(out, dtype=np.int64)
 
 
-class IntegerHyperSynthesis:
-    """h_s (Conv2d / SubpixelConvTranspose2d / LeakyReLU layers) evaluated exactly in fixed point on the CPU."""
+class IntegerNetwork:
+    """A chain of Conv2d / SubpixelConvTranspose2d / LeakyReLU layers evaluated exactly in fixed point on
+    the CPU: ACT_BITS fixed-point values in (float64 holding integers), the same out."""
 
-    def __init__(self, h_s: nn.Sequential):
+    def __init__(self, layers):
         self.layers = []
-        for module in h_s:
+        for module in layers:
             if isinstance(module, (SubpixelConvTranspose2d, nn.Conv2d)):
                 w = torch.round(module.weight.detach().double().cpu() * 2**WEIGHT_BITS)
                 b = torch.round(module.bias.detach().double().cpu() * 2 ** (WEIGHT_BITS + ACT_BITS))
@@ -75,7 +79,7 @@ class IntegerHyperSynthesis:
                 # Largest |sum| one output can reach: ACT_LIMIT times the largest sum of |w| feeding it.
                 bound = ACT_LIMIT * float(w.abs().sum(dim=(1, 2, 3)).max()) + float(b.abs().max())
                 if bound >= _EXACT:
-                    raise ValueError(f"h_s layer cannot be evaluated exactly (bound {bound:.3g} >= 2^53)")
+                    raise ValueError(f"layer cannot be evaluated exactly (bound {bound:.3g} >= 2^53)")
                 padding = 1 if shuffle else module.padding
                 stride = 1 if shuffle else module.stride
                 self.layers.append(("conv", (shuffle, stride, padding), w, b))
@@ -85,10 +89,7 @@ class IntegerHyperSynthesis:
                 raise TypeError(f"no exact integer form for {type(module).__name__}")
 
     @torch.no_grad()
-    def __call__(self, z_hat: torch.Tensor, inverse_gain_q: np.ndarray) -> torch.Tensor:
-        """z_hat: integer-valued (1, N, h, w); inverse_gain_q: (N,) in ACT_BITS fixed point.
-        Returns the raw output in ACT_BITS fixed point (float64 holding integers)."""
-        x = z_hat.detach().double().cpu() * torch.from_numpy(inverse_gain_q.astype(np.float64)).view(1, -1, 1, 1)
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
         for kind, a, w, b in self.layers:
             if kind == "conv":
                 shuffle, stride, padding = a
@@ -99,6 +100,33 @@ class IntegerHyperSynthesis:
             else:
                 x = torch.where(x < 0, torch.floor(x * a + 0.5), x)
         return x
+
+
+class ExactEntropyParameters:
+    """Everything that turns decoded symbols into probability tables, as exact integer networks: h_s and,
+    for a checkerboard model (models/checkerboard.py), its context convolution and entropy-parameters
+    network. All values are ACT_BITS fixed point (float64 holding integers) on the CPU."""
+
+    def __init__(self, network: nn.Module):
+        self.h_s = IntegerNetwork(network.h_s)
+        self.has_context = hasattr(network, "context_prediction")
+        if self.has_context:
+            self.context = IntegerNetwork([network.context_prediction])
+            self.entropy_parameters = IntegerNetwork(network.entropy_parameters)
+
+    def hyper(self, z_hat: torch.Tensor, inverse_gain_q: np.ndarray) -> torch.Tensor:
+        """z_hat: integer-valued (1, N, h, w); inverse_gain_q: (N,) in ACT_BITS fixed point.
+        Returns h_s's output (means and scales of y')."""
+        x = z_hat.detach().double().cpu() * torch.from_numpy(inverse_gain_q.astype(np.float64)).view(1, -1, 1, 1)
+        return self.h_s(x)
+
+    def refine(self, h_q: torch.Tensor, y_anchor_q: torch.Tensor | None) -> torch.Tensor:
+        """h + e([h, c(anchors)]); ``y_anchor_q`` None: no context (the anchors' own parameters)."""
+        if y_anchor_q is None:
+            context = h_q.new_zeros(h_q.shape[0], h_q.shape[1] // 2, *h_q.shape[2:])
+        else:
+            context = self.context(y_anchor_q)
+        return h_q + self.entropy_parameters(torch.cat([h_q, context], dim=1))
 
 
 def scale_thresholds(scales: np.ndarray) -> np.ndarray:

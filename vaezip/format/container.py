@@ -19,8 +19,10 @@ All integers are little-endian. A file is a header followed by its sections::
     46+n+5k 4     CRC-32 of every header byte before this field
     50+n+5k ...   the sections, back to back, exactly as long as the table says; nothing follows
 
-Section kinds: 1 = z, the hyper-latent; 2 = y, the latent. Each holds constriction range-coder words
-(u32, little-endian), so its length is a multiple of 4.
+Section kinds: 1 = z, the hyper-latent; 2 = y, the latent (with a checkerboard context model: its anchors,
+row + column even); 3 = y2, the non-anchors of a checkerboard model, coded with tables that depend on the
+decoded anchors. Which sections a file needs follows from its model. Each holds constriction range-coder
+words (u32, little-endian), so its length is a multiple of 4.
 
 The symbol checksum lets a decoder that computed different probabilities than the encoder report it
 instead of returning garbage. A reader must check, in this order and before allocating anything
@@ -39,7 +41,8 @@ MAGIC = b"\x89VZ\r\n\x1a\n\x00"
 FORMAT_VERSION = 1
 SECTION_Z = 1
 SECTION_Y = 2
-SECTION_NAMES = {SECTION_Z: "z", SECTION_Y: "y"}
+SECTION_Y2 = 3
+SECTION_NAMES = {SECTION_Z: "z", SECTION_Y: "y", SECTION_Y2: "y2"}
 MODE_CODES = {"RGB": 0, "L": 1}
 MODE_NAMES = {v: k for k, v in MODE_CODES.items()}
 MAX_NAME = 64

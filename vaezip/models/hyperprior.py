@@ -98,10 +98,13 @@ class MeanScaleHyperprior(nn.Module):
         z = self.h_a(y) * self.hyper_gain.gain(t)
         return y, z
 
+    def hyper_synthesis(self, z_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """z_hat' -> h_s's output: the means and scales of y', stacked (2M channels)."""
+        return self.h_s(z_hat * self.hyper_gain.inverse_gain(t))
+
     def hyper_parameters(self, z_hat: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """z_hat' -> (mean, scale) of y'."""
-        params = self.h_s(z_hat * self.hyper_gain.inverse_gain(t))
-        mean, scale = params.chunk(2, dim=1)
+        mean, scale = self.hyper_synthesis(z_hat, t).chunk(2, dim=1)
         return mean, scale
 
     def synthesise(self, y_hat: torch.Tensor, t: torch.Tensor, tile: int | None = None) -> torch.Tensor:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..models import MeanScaleHyperprior, ModelConfig
+from ..models import ModelConfig, build_model
 from ..zoo import freeze, save_file
 from .loop import load_checkpoint
 
@@ -15,7 +15,7 @@ from .loop import load_checkpoint
 def export(checkpoint: str | Path, output: str | Path, name: str, use_ema: bool = True) -> str:
     """Write a weights file; returns its SHA-256 (for the registry)."""
     ck = load_checkpoint(Path(checkpoint))
-    network = MeanScaleHyperprior(ModelConfig.from_dict(ck["model_config"]))
+    network = build_model(ModelConfig.from_dict(ck["model_config"]))
     network.load_state_dict(ck["ema" if use_ema else "model"])
     with torch.no_grad():
         for v in network.state_dict().values():

@@ -15,8 +15,11 @@ spent, so we widen the trained one instead, in the function-preserving way of Ne
 * h_s's output rows for the new channels' means and scales start at zero (mean 0, smallest scale), so
   that a zero latent costs almost no bits until it is used.
 
-The hyper-synthesis keeps its hidden widths (``hyper_hidden``); only its output grows. Only M may grow;
-everything else of the configuration must match.
+The hyper-synthesis keeps its hidden widths (``hyper_hidden``); only its output grows.
+
+A hyperprior model may also gain a checkerboard context (models/checkerboard.py): its context and
+entropy-parameters networks are new, and the latter's last layer starts at zero, so the grown model again
+computes what the source computed. Only M and the context may change; everything else must match.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ import dataclasses
 import torch
 
 from ..errors import VaezipError
-from ..models import MeanScaleHyperprior, ModelConfig
+from ..models import MeanScaleHyperprior, ModelConfig, build_model
 
 #: New analysis filters start at this fraction of their default initialisation.
 NEW_FILTER_SCALE = 0.01
@@ -39,26 +42,34 @@ def hyper_hidden(config: ModelConfig) -> int:
     return config.m if config.hyper_hidden is None else config.hyper_hidden
 
 
+#: Architecture changes that keep what the source computes: (source arch, target arch).
+GROWABLE_ARCHS = {("msh-gain", "msh-gain"), ("msh-gain", "msh-gain-cb"), ("msh-gain-cb", "msh-gain-cb")}
+
+
 def can_grow(source: ModelConfig, target: ModelConfig) -> bool:
-    """True when target differs from source only by a larger (or equal) M, with h_s's hidden width kept."""
-    same = dataclasses.replace(target, m=source.m, hyper_hidden=source.hyper_hidden)
-    return same == source and target.m >= source.m and hyper_hidden(target) == hyper_hidden(source)
+    """True when target differs from source only by a larger (or equal) M, with h_s's hidden width kept,
+    and perhaps by an added context model."""
+    same = dataclasses.replace(target, m=source.m, hyper_hidden=source.hyper_hidden, arch=source.arch)
+    return (same == source and target.m >= source.m and hyper_hidden(target) == hyper_hidden(source)
+            and (source.arch, target.arch) in GROWABLE_ARCHS
+            and (source.arch == "msh-gain" or target.m == source.m))  # a trained context does not widen
 
 
 def grow(source: MeanScaleHyperprior, target: ModelConfig, seed: int = 0) -> MeanScaleHyperprior:
     """A model of config ``target`` that computes what ``source`` computes (see the module docstring)."""
     if not can_grow(source.config, target):
         raise GrowError(f"cannot grow a model of config {source.config} into {target}: only the latent "
-                        f"channels M may grow, with --hyper-channels {hyper_hidden(source.config)}")
+                        f"channels M may grow, with --hyper-channels {hyper_hidden(source.config)}, "
+                        "and a context model be added")
     m0, m = source.config.m, target.m
     torch.manual_seed(seed)
-    grown = MeanScaleHyperprior(target)
+    grown = build_model(target)
     old = source.state_dict()
     new = grown.state_dict()
     with torch.no_grad():
         for key, value in new.items():
-            src = old[key]
-            if src.shape == value.shape:
+            src = old.get(key)  # None: a new context network, which keeps its (function-preserving) init
+            if src is not None and src.shape == value.shape:
                 value.copy_(src)
         # g_a's last convolution: (M, N, k, k); new filters small.
         last = f"g_a.{len(source.g_a) - 1}"

@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 
 from ..errors import VaezipError
-from ..models import MeanScaleHyperprior, ModelConfig
+from ..models import MeanScaleHyperprior, ModelConfig, build_model
 from .data import CropSampler, image_files
 
 
@@ -178,7 +178,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
     ck = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
     if ck is not None:
         model_config = ModelConfig.from_dict(ck["model_config"])
-    model = MeanScaleHyperprior(model_config).to(device)
+    model = build_model(model_config).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, cpu_s = 0, 0.0
@@ -206,9 +206,10 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
         if start.config != model.config:
             if not can_grow(start.config, model.config):
                 raise CheckpointError(f"{cfg.init_from}: its model config {start.config} differs from this "
-                                      f"run's {model.config}, and only M can grow")
+                                      f"run's {model.config}; only M can grow and a context be added")
             source = grow(source, model.config, seed=cfg.seed)
-            log(f"grew {start.name} from M={start.config.m} to M={model.config.m} latent channels")
+            log(f"grew {start.name} ({start.config.arch}, M={start.config.m}) into {model.config.arch}, "
+                f"M={model.config.m}")
         model.load_state_dict(source.state_dict())
         ema.load_state_dict(source.state_dict())
         cpu_s = float(start.meta.get("cpu_hours", 0.0)) * 3600  # CPU-hours count from the very start

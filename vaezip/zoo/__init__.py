@@ -8,7 +8,7 @@ It holds everything needed to rebuild the model and code with it, so nothing is 
   small; the model *is* the float16-rounded network, and its tables were frozen from it);
 * ``table/z/{pmf,offset,length}`` and ``table/y/{pmf,offset,length}``: the frozen coding tables;
   ``table/y/threshold``: the scale table in fixed point, against which the exact integer h_s
-  (entropy/parameters.py) selects a table.
+  (entropy/parameters.py) selects a table. The config's ``arch`` names the model class (models/).
 
 New weights get a new name (``-r2``, ...), so that files written with older weights keep decoding while
 their model ships; a .vz file names its model and the hash of its weights file.
@@ -27,10 +27,10 @@ import numpy as np
 import torch
 
 from ..entropy.coder import Coder
-from ..entropy.parameters import IntegerHyperSynthesis
+from ..entropy.parameters import ExactEntropyParameters
 from ..entropy.tables import Table
 from ..errors import ModelError
-from ..models import MeanScaleHyperprior, ModelConfig
+from ..models import MeanScaleHyperprior, ModelConfig, build_model
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class LoadedModel:
     z_coder: Coder
     y_coder: Coder
     scale_thresholds: np.ndarray
-    exact_h_s: IntegerHyperSynthesis
+    exact: ExactEntropyParameters
     meta: dict
 
     @property
@@ -100,9 +100,9 @@ def load_file(path: Path | str, name: str | None = None, device: str | torch.dev
             thresholds = arrays["table/y/threshold"].astype(np.int64)
         if len(thresholds) != len(y_table):
             raise ValueError("scale thresholds and y tables differ in length")
-        network = MeanScaleHyperprior(config)
+        network = build_model(config)
         network.load_state_dict(state)
-        exact_h_s = IntegerHyperSynthesis(network.h_s)
+        exact = ExactEntropyParameters(network)
     except ModelError:
         raise
     except Exception as e:  # zip, JSON, shape and key errors all mean: not a vaezip weights file
@@ -110,7 +110,7 @@ def load_file(path: Path | str, name: str | None = None, device: str | torch.dev
                          "re-export it with vaezip export") from None
     network.eval().requires_grad_(False).to(device)
     return LoadedModel(name or meta.get("name", path.stem), hashlib.sha256(raw).digest()[:16], network,
-                       Coder(z_table), Coder(y_table), thresholds, exact_h_s, meta)
+                       Coder(z_table), Coder(y_table), thresholds, exact, meta)
 
 
 def freeze(network: MeanScaleHyperprior, name: str, meta: dict | None = None) -> LoadedModel:
@@ -122,7 +122,7 @@ def freeze(network: MeanScaleHyperprior, name: str, meta: dict | None = None) ->
 
     network = network.eval().requires_grad_(False)
     return LoadedModel(name, b"\0" * 16, network, Coder(z_table(network.z_prior)), Coder(y_table()),
-                       scale_thresholds(scale_table()), IntegerHyperSynthesis(network.h_s), meta or {})
+                       scale_thresholds(scale_table()), ExactEntropyParameters(network), meta or {})
 
 
 @functools.lru_cache(maxsize=4)
