@@ -111,10 +111,10 @@ def _code_y(model: LoadedModel, h_q: torch.Tensor, code) -> tuple[torch.Tensor, 
         r = code(SECTION_Y, (mean_q / 2**ACT_BITS).float(), idx, None)
         return r, (mean_q / 2**ACT_BITS).float()
     anchor = anchor_mask(*h_q.shape[2:])
-    mean_a, idx_a = _split(model, model.exact.refine(h_q, None))
+    mean_a, idx_a = _split(model, model.exact.refine(h_q, None, anchor))
     r_a = code(SECTION_Y, (mean_a / 2**ACT_BITS).float(), idx_a, anchor)
     y_anchor_q = torch.where(anchor, r_a.double() * 2**ACT_BITS + mean_a, torch.zeros_like(mean_a))
-    mean_n, idx_n = _split(model, model.exact.refine(h_q, y_anchor_q))
+    mean_n, idx_n = _split(model, model.exact.refine(h_q, y_anchor_q, ~anchor))
     r_n = code(SECTION_Y2, (mean_n / 2**ACT_BITS).float(), idx_n, ~anchor)
     return torch.where(anchor, r_a, r_n), (torch.where(anchor, mean_a, mean_n) / 2**ACT_BITS).float()
 
