@@ -18,10 +18,10 @@ def test_exact_h_s_does_not_depend_on_summation_order(model):
     """Permuting the input channels (and the weights with them) changes the order of every sum; an exact
     integer evaluation gives identical results, a float32 one would not in general."""
     rng = np.random.default_rng(0)
-    z = torch.from_numpy(rng.integers(-20, 20, (1, model.config.n, 5, 7))).double()
+    z = torch.from_numpy(rng.integers(-20, 20, (1, model.config.hyper_width, 5, 7))).double()
     gain = quantized_gain(model.network.hyper_gain.log_inverse_gain.detach().numpy(), 5000, model.config.levels)
     ref = model.exact.hyper(z, gain)
-    perm = torch.from_numpy(rng.permutation(model.config.n))
+    perm = torch.from_numpy(rng.permutation(model.config.hyper_width))
     kind, first, w, b = model.exact.h_s.layers[0]
     model.exact.h_s.layers[0] = (kind, first, w[:, perm], b)
     try:

@@ -9,7 +9,7 @@ from PIL import Image
 
 from vaezip import zoo
 from vaezip.codec import decode_array, encode_array
-from vaezip.models import ModelConfig
+from vaezip.models import ModelConfig, build_model
 from vaezip.training.data import DatasetError
 from vaezip.training.export import export
 from vaezip.training.grow import GrowError, can_grow, grow
@@ -174,8 +174,8 @@ def test_growing_m_keeps_what_the_model_computes(data_dir, tmp_path):
     before, after = encode_array(img, "RGB", 80, small), encode_array(img, "RGB", 80, zoo.freeze(grown, "w"))
     assert (decode_array(before.data, small)[0] == decode_array(after.data, zoo.freeze(grown, "w"))[0]).all()
     assert len(after.data) <= len(before.data) + 8
-    with pytest.raises(GrowError, match="only the latent channels"):
-        grow(small.network, ModelConfig(n=16, m=12, levels=3))
+    with pytest.raises(GrowError, match="only the widths N and M"):
+        grow(small.network, ModelConfig(n=16, m=12, levels=3))  # z would change width
 
     # Through the training loop: a run started from the small model trains the wide one, and its
     # CPU-hours count the small model's.
@@ -185,6 +185,35 @@ def test_growing_m_keeps_what_the_model_computes(data_dir, tmp_path):
     ck = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
     assert ModelConfig.from_dict(ck["model_config"]) == wide
     assert ck["cpu_seconds"] >= small.meta["cpu_hours"] * 3600
+
+
+@pytest.mark.parametrize("target", [ModelConfig(n=16, m=12, levels=3, z_channels=8),
+                                    ModelConfig(n=12, m=20, levels=3, z_channels=8, hyper_hidden=12)])
+def test_growing_n_keeps_what_the_model_computes(target):
+    torch.manual_seed(0)
+    small = build_model(TINY).eval()
+    with torch.no_grad():  # trained-looking GDN cross terms, so that zeroing the right block matters
+        for p in small.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    assert can_grow(TINY, target) and not can_grow(target, TINY)
+    grown = grow(small, target).eval()
+    x = torch.from_numpy(synthetic(64, 64)).permute(2, 0, 1)[None].float() / 255
+    for t in (0.0, 2.0):
+        t = torch.tensor([t])
+        with torch.no_grad():
+            torch.manual_seed(1)
+            a = small(x, t)
+            torch.manual_seed(1)
+            b = grown(x, t)
+        assert torch.allclose(a.x_hat, b.x_hat, atol=1e-5)
+        assert torch.allclose(a.z_likelihood, b.z_likelihood, atol=1e-6)
+        assert torch.allclose(a.y_likelihood, b.y_likelihood[:, :12], atol=1e-6)
+    # The new channels are alive: every weight that was zeroed gets a gradient.
+    grown.train()
+    out = grown(x, torch.tensor([1.0]))
+    (out.x_hat - x).pow(2).mean().backward()
+    assert float(grown.g_s[2].weight.grad[8:, :8].abs().sum()) > 0  # new -> old in g_s
+    assert float(grown.g_a[2].weight.grad[:8, 8:].abs().sum()) > 0  # new -> old in g_a
 
 
 def test_learning_rate_schedules():

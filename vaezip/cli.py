@@ -224,6 +224,9 @@ def models():
 @click.option("--hyper-channels", "hyper_hidden", type=click.IntRange(4), default=None,
               help="Width of the hyper-synthesis hidden layers (default: M). With --init-from, a larger M grows the "
                    "given model; keep its hyper width.")
+@click.option("--z-channels", "z_channels", type=click.IntRange(4), default=None,
+              help="Channels of z and width of h_a (default: N). With --init-from, a larger N grows the given "
+                   "model's transforms; keep its z width.")
 @click.option("--context", type=click.Choice(["none", "checkerboard"]), default="none", show_default=True,
               help="Context model of new runs: checkerboard (He et al. 2021) codes y in two passes for about "
                    "a tenth fewer bits; with --init-from it is added to the given model.")
@@ -234,7 +237,7 @@ def models():
 @click.option("--compile", "compile_", is_flag=True,
               help="torch.compile the training step (faster; needs a C++ compiler on CPU).")
 @click.option("--init-from", help="Start a new run from a weights file or shipped model (e.g. msh64-r1).")
-def train(data, run_dir, steps, batch, patch, lr, decay_steps, threads, seed, n, m, hyper_hidden, context,
+def train(data, run_dir, steps, batch, patch, lr, decay_steps, threads, seed, n, m, hyper_hidden, z_channels, context,
           validate_dir, validate_every, compile_, init_from):
     """Train (or resume training) the variable-rate model on a folder of images.
 
@@ -250,7 +253,8 @@ def train(data, run_dir, steps, batch, patch, lr, decay_steps, threads, seed, n,
                       validate_every_s=validate_every, compile=compile_, init_from=init_from)
     try:
         arch = "msh-gain-cb" if context == "checkerboard" else "msh-gain"
-        run_training(cfg, ModelConfig(arch=arch, n=n, m=m, hyper_hidden=hyper_hidden), log=click.echo)
+        run_training(cfg, ModelConfig(arch=arch, n=n, m=m, hyper_hidden=hyper_hidden,
+                                             z_channels=z_channels), log=click.echo)
     except VaezipError as e:
         _fail(str(e))
         sys.exit(1)

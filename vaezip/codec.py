@@ -198,7 +198,7 @@ def decode_array(data: bytes, model: LoadedModel | None = None,
     net, dev = model.network, _device(model)
     t = rate_level(model, header.quality).to(dev)
     hz, wz = -(-header.height // STRIDE_Z), -(-header.width // STRIDE_Z)
-    z_shape = (1, model.config.n, hz, wz)
+    z_shape = (1, model.config.hyper_width, hz, wz)
     z_idx = _z_index(model, z_shape)
     z_np = model.z_coder.decode(sections[SECTION_Z], z_idx.numpy())
 

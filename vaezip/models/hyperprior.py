@@ -44,11 +44,18 @@ class ModelConfig:
     lambda_min: float = 0.0018
     lambda_max: float = 0.0932
     hyper_hidden: int | None = None  # width of h_s's hidden layers (None: m, as Minnen et al.)
+    z_channels: int | None = None    # channels of z, and width of h_a and h_s's input (None: n)
+
+    @property
+    def hyper_width(self) -> int:
+        """Channels of z (and of h_a's layers)."""
+        return self.n if self.z_channels is None else self.z_channels
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        if d["hyper_hidden"] is None:
-            del d["hyper_hidden"]  # weights files written before the field existed read back equal
+        for key in ("hyper_hidden", "z_channels"):
+            if d[key] is None:
+                del d[key]  # weights files written before the field existed read back equal
         return d
 
     @classmethod
@@ -76,18 +83,18 @@ class MeanScaleHyperprior(nn.Module):
     def __init__(self, config: ModelConfig = ModelConfig()):
         super().__init__()
         self.config = config
-        n, m, levels = config.n, config.m, config.levels
+        n, m, levels, nz = config.n, config.m, config.levels, config.hyper_width
         self.g_a = analysis(n, m)
         self.g_s = synthesis(n, m)
-        self.h_a = hyper_analysis(n, m)
-        self.h_s = hyper_synthesis(n, m, config.hyper_hidden)
+        self.h_a = hyper_analysis(nz, m)
+        self.h_s = hyper_synthesis(nz, m, config.hyper_hidden)
         # Initial gains follow the optimal quantizer step for MSE, step ~ lambda^-1/2.
         t = torch.arange(levels, dtype=torch.float32)
         log_lam = config.lam(t).log()
         init = 0.5 * (log_lam - log_lam.mean())
         self.gain = GainUnits(levels, m, init)
-        self.hyper_gain = GainUnits(levels, n, 0.5 * init)
-        self.z_prior = FactorizedDensity(n)
+        self.hyper_gain = GainUnits(levels, nz, 0.5 * init)
+        self.z_prior = FactorizedDensity(nz)
 
     # -- the steps shared by training and coding -------------------------------------------------
     def analyse(self, x: torch.Tensor, t: torch.Tensor, tile: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,7 +1,7 @@
 """Growing a trained model into a wider one without losing what it has learned.
 
 The latent width M bounds the quality a model can reach at high rates: with no quantization at all,
-the shipped N=64, M=96 model reconstructs Kodak at only about 31 dB, because 96 values per 16x16x3
+the shipped N=64, M=96 model reconstructed Kodak at only about 31 dB, because 96 values per 16x16x3
 pixels cannot carry more. Training a wider model from scratch would throw away the CPU-hours already
 spent, so we widen the trained one instead, in the function-preserving way of Net2Net (Chen, Goodfellow
 & Shlens 2016, "Net2Net: accelerating learning via knowledge transfer", ICLR):
@@ -17,21 +17,31 @@ spent, so we widen the trained one instead, in the function-preserving way of Ne
 
 The hyper-synthesis keeps its hidden widths (``hyper_hidden``); only its output grows.
 
+The transforms' width N bounds what g_a and g_s can represent at all (with M=192, the unquantized
+reconstruction still stayed near 32.5 dB on Kodak). Growing N adds hidden channels to g_a and g_s only
+(z and the hyper networks keep their width, ``z_channels``): the new channels get their usual random
+init, every weight from a new channel into an old one starts at zero (so the old channels, and the
+outputs, compute what they computed), and GDN's new cross terms start at their (zero) initial value.
+The zero weights receive gradients at once, since the new channels are active.
+
 A hyperprior model may also gain a checkerboard context (models/checkerboard.py): its context and
 entropy-parameters networks are new, and the latter's last layer starts at zero, so the grown model again
-computes what the source computed. Only M and the context may change; everything else must match.
+computes what the source computed. Only N, M and the context may change; everything else must match.
 """
 from __future__ import annotations
 
 import dataclasses
 
 import torch
+from torch import nn
 
 from ..errors import VaezipError
 from ..models import MeanScaleHyperprior, ModelConfig, build_model
 
 #: New analysis filters start at this fraction of their default initialisation.
 NEW_FILTER_SCALE = 0.01
+#: Architecture changes that keep what the source computes: (source arch, target arch).
+GROWABLE_ARCHS = {("msh-gain", "msh-gain"), ("msh-gain", "msh-gain-cb"), ("msh-gain-cb", "msh-gain-cb")}
 
 
 class GrowError(VaezipError):
@@ -42,55 +52,60 @@ def hyper_hidden(config: ModelConfig) -> int:
     return config.m if config.hyper_hidden is None else config.hyper_hidden
 
 
-#: Architecture changes that keep what the source computes: (source arch, target arch).
-GROWABLE_ARCHS = {("msh-gain", "msh-gain"), ("msh-gain", "msh-gain-cb"), ("msh-gain-cb", "msh-gain-cb")}
-
-
 def can_grow(source: ModelConfig, target: ModelConfig) -> bool:
-    """True when target differs from source only by a larger (or equal) M, with h_s's hidden width kept,
-    and perhaps by an added context model."""
-    same = dataclasses.replace(target, m=source.m, hyper_hidden=source.hyper_hidden, arch=source.arch)
-    return (same == source and target.m >= source.m and hyper_hidden(target) == hyper_hidden(source)
+    """True when target differs from source only by a larger (or equal) N and M, with the hyper networks'
+    widths kept, and perhaps by an added context model."""
+    same = dataclasses.replace(target, n=source.n, m=source.m, hyper_hidden=source.hyper_hidden,
+                               z_channels=source.z_channels, arch=source.arch)
+    return (same == source and target.n >= source.n and target.m >= source.m
+            and hyper_hidden(target) == hyper_hidden(source) and target.hyper_width == source.hyper_width
             and (source.arch, target.arch) in GROWABLE_ARCHS
             and (source.arch == "msh-gain" or target.m == source.m))  # a trained context does not widen
+
+
+def _lead(t: torch.Tensor, shape) -> torch.Tensor:
+    """The leading block of t with the given shape: where the old values go."""
+    return t[tuple(slice(0, s) for s in shape)]
 
 
 def grow(source: MeanScaleHyperprior, target: ModelConfig, seed: int = 0) -> MeanScaleHyperprior:
     """A model of config ``target`` that computes what ``source`` computes (see the module docstring)."""
     if not can_grow(source.config, target):
-        raise GrowError(f"cannot grow a model of config {source.config} into {target}: only the latent "
-                        f"channels M may grow, with --hyper-channels {hyper_hidden(source.config)}, "
-                        "and a context model be added")
+        raise GrowError(f"cannot grow a model of config {source.config} into {target}: only the widths N and M "
+                        f"may grow, with --z-channels {source.config.hyper_width} and --hyper-channels "
+                        f"{hyper_hidden(source.config)}, and a context model be added")
     m0, m = source.config.m, target.m
     torch.manual_seed(seed)
     grown = build_model(target)
     old = source.state_dict()
     new = grown.state_dict()
+    h_s_out = f"h_s.{len(source.h_s) - 1}"
     with torch.no_grad():
         for key, value in new.items():
             src = old.get(key)  # None: a new context network, which keeps its (function-preserving) init
-            if src is not None and src.shape == value.shape:
-                value.copy_(src)
-        # g_a's last convolution: (M, N, k, k); new filters small.
+            if src is not None and not key.startswith(h_s_out):
+                _lead(value, src.shape).copy_(src)
+        # New channels must not reach old ones: zero weights from new inputs into old outputs. Except in
+        # g_s's first layer, whose new inputs (latents) are zero anyway and must pass gradients.
+        for prefix, seq in (("g_a", grown.g_a), ("h_a", grown.h_a), ("g_s", grown.g_s)):
+            for i, layer in enumerate(seq):
+                key = f"{prefix}.{i}.weight"
+                if key == "g_s.0.weight" or not isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+                    continue
+                w, (a, b) = new[key], old[key].shape[:2]
+                if isinstance(layer, nn.ConvTranspose2d):  # (in, out, k, k)
+                    w[a:, :b] = 0
+                else:  # (out, in, k, k)
+                    w[:a, b:] = 0
+        # g_a's last convolution: new latent filters small, so that they quantize to zero.
         last = f"g_a.{len(source.g_a) - 1}"
-        new[f"{last}.weight"][:m0] = old[f"{last}.weight"]
         new[f"{last}.weight"][m0:] *= NEW_FILTER_SCALE
-        new[f"{last}.bias"][:m0] = old[f"{last}.bias"]
         new[f"{last}.bias"][m0:] = 0
-        # g_s's first (transposed) convolution: (M, N, k, k); keeps its random init for new inputs.
-        new["g_s.0.weight"][:m0] = old["g_s.0.weight"]
-        # h_a's first convolution: (N, M, k, k); zero weight on the new inputs.
-        new["h_a.0.weight"][:, :m0] = old["h_a.0.weight"]
-        new["h_a.0.weight"][:, m0:] = 0
-        # h_s's last convolution: (2M, hidden, k, k) = [means; scales].
-        out = f"h_s.{len(source.h_s) - 1}"
+        # h_s's last convolution: (2M, hidden, k, k) = [means; scales]; new rows zero.
         for name in ("weight", "bias"):
-            w, w0 = new[f"{out}.{name}"], old[f"{out}.{name}"]
+            w, w0 = new[f"{h_s_out}.{name}"], old[f"{h_s_out}.{name}"]
             w.zero_()
             w[:m0] = w0[:m0]
             w[m:m + m0] = w0[m0:]
-        # Gain units: (levels, M); new channels keep the initial gains.
-        for key in ("gain.log_gain", "gain.log_inverse_gain"):
-            new[key][:, :m0] = old[key]
     grown.load_state_dict(new)
     return grown

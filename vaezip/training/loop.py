@@ -208,8 +208,8 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
                 raise CheckpointError(f"{cfg.init_from}: its model config {start.config} differs from this "
                                       f"run's {model.config}; only M can grow and a context be added")
             source = grow(source, model.config, seed=cfg.seed)
-            log(f"grew {start.name} ({start.config.arch}, M={start.config.m}) into {model.config.arch}, "
-                f"M={model.config.m}")
+            log(f"grew {start.name} ({start.config.arch}, N={start.config.n}, M={start.config.m}) into "
+                f"{model.config.arch}, N={model.config.n}, M={model.config.m}")
         model.load_state_dict(source.state_dict())
         ema.load_state_dict(source.state_dict())
         cpu_s = float(start.meta.get("cpu_hours", 0.0)) * 3600  # CPU-hours count from the very start
