@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from vaezip.models import MeanScaleHyperprior, ModelConfig
+from vaezip.models import ModelConfig, build_model
 from vaezip.training.loop import rd_loss
 
 VARIANTS = [
@@ -27,13 +27,19 @@ VARIANTS = [
     {"name": "torch.compile", "n": 64, "m": 96, "patch": 128, "batch": 8, "compile": True},
     {"name": "N96 M144", "n": 96, "m": 144, "patch": 128, "batch": 8},
     {"name": "N128 M192", "n": 128, "m": 192, "patch": 128, "batch": 8},
+    {"name": "N64 M192 (msh64-r2)", "n": 64, "m": 192, "hyper_hidden": 96, "patch": 128, "batch": 8},
+    {"name": "N64 M192 checkerboard", "n": 64, "m": 192, "hyper_hidden": 96, "arch": "msh-gain-cb",
+     "patch": 128, "batch": 8},
+    {"name": "N96 M192 checkerboard, z 64", "n": 96, "m": 192, "hyper_hidden": 96, "z_channels": 64,
+     "arch": "msh-gain-cb", "patch": 128, "batch": 8},
 ]
 
 
 def measure(v: dict, steps: int) -> float:
     torch.set_num_threads(v.get("threads", 1))
     torch.manual_seed(0)
-    model = MeanScaleHyperprior(ModelConfig(n=v["n"], m=v["m"]))
+    model = build_model(ModelConfig(arch=v.get("arch", "msh-gain"), n=v["n"], m=v["m"],
+                                    hyper_hidden=v.get("hyper_hidden"), z_channels=v.get("z_channels")))
     fmt = torch.channels_last if v.get("channels_last") else torch.contiguous_format
     model = model.to(memory_format=fmt)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -57,13 +63,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--out", default="benchmarks/results/train-speed.json")
+    ap.add_argument("--only", help="measure only the variants whose name contains this text (merged into --out)")
     args = ap.parse_args()
+    out = Path(args.out)
+    previous = json.loads(out.read_text())["rows"] if args.only and out.exists() else []
     rows = []
     for v in VARIANTS:
+        if args.only and args.only not in v["name"]:
+            rows += [r for r in previous if r["name"] == v["name"]]
+            continue
         ips = measure(v, args.steps)
         rows.append({**v, "images_per_s": round(ips, 2), "megapixels_per_s": round(ips * v["patch"] ** 2 / 1e6, 3)})
         print(f"{v['name']:>36}: {ips:6.2f} images/s, {rows[-1]['megapixels_per_s']:.3f} MP/s", flush=True)
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"steps": args.steps, "torch": torch.__version__, "rows": rows}, indent=1))
     print(f"wrote {out}")
