@@ -1,0 +1,75 @@
+"""How much could a checkerboard context save at most on a model's latents? For the non-anchor latents,
+fit (least squares, per channel, in-sample) a linear prediction of y' - mean from the four decoded anchor
+neighbours, and compare the Gaussian bits of the residual under the hyperprior's scales with and without
+it. Training photos only (never Kodak): an upper bound for what the mean part of a context can learn.
+
+    python benchmarks/context_potential.py CHECKPOINT.pt|WEIGHTS.npz [--data DIR] [--images 20]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import torch
+
+from vaezip.entropy.priors import gaussian_likelihood
+from vaezip.image import load, to_tensor
+from vaezip.models import ModelConfig, build_model
+from vaezip.models.checkerboard import anchor_mask
+from vaezip.training.data import image_files
+from vaezip.training.loop import load_checkpoint
+from vaezip.zoo import load_file
+
+NEIGHBOURS = ((0, 1), (1, 0), (0, -1), (-1, 0))
+
+
+def network(path: str):
+    if path.endswith(".npz"):
+        return load_file(path).network
+    ck = load_checkpoint(path)
+    net = build_model(ModelConfig.from_dict(ck["model_config"]))
+    net.load_state_dict(ck["ema"])
+    return net.eval()
+
+
+@torch.no_grad()
+def potential(net, images, level: float) -> dict:
+    feats, targets, scales = [], [], []
+    for img in images:
+        h, w = (img.shape[0] // 64) * 64, (img.shape[1] // 64) * 64
+        t = torch.tensor([level])
+        y, z = net.analyse(to_tensor(img)[..., :h, :w], t)
+        mean, scale = net.hyper_parameters(torch.round(z), t)
+        anchor = anchor_mask(*y.shape[2:])
+        decoded = torch.where(anchor, torch.round(y - mean), torch.zeros_like(y))
+        sel = (~anchor).expand_as(y)
+        c = y.shape[1]
+        feats.append(torch.stack([torch.roll(decoded, s, dims=(2, 3))[sel].view(c, -1) for s in NEIGHBOURS], -1))
+        targets.append((y - mean)[sel].view(c, -1))
+        scales.append(scale[sel].view(c, -1))
+    f, target, s = torch.cat(feats, 1).double(), torch.cat(targets, 1).double(), torch.cat(scales, 1)
+    a = torch.cat([f, torch.ones_like(f[..., :1])], -1)
+    pred = (a @ torch.linalg.lstsq(a, target.unsqueeze(-1)).solution).squeeze(-1)
+    before = float(-gaussian_likelihood(target.float(), s).log2().sum())
+    after = float(-gaussian_likelihood((target - pred).float(), s).log2().sum())
+    return {"level": level, "non_anchor_bits": round(before), "with_linear_mean": round(after),
+            "saving_pct": round(100 * (1 - after / before), 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("path")
+    ap.add_argument("--data", default=os.environ.get("VAEZIP_TRAIN", "../shared/datasets/train"))
+    ap.add_argument("--images", type=int, default=20)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    net = network(args.path)
+    images = [load(f)[0] for f in image_files(args.data)[: 2 * args.images : 2]]
+    images = [i if i.ndim == 3 else i[..., None].repeat(3, axis=2) for i in images]
+    for level in (0.0, (net.config.levels - 1) / 2, float(net.config.levels - 1)):
+        print(json.dumps(potential(net, images, level)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
