@@ -228,8 +228,9 @@ def models():
               help="Channels of z and width of h_a (default: N). With --init-from, a larger N grows the given "
                    "model's transforms; keep its z width.")
 @click.option("--context", type=click.Choice(["none", "checkerboard"]), default="none", show_default=True,
-              help="Context model of new runs: checkerboard (He et al. 2021) codes y in two passes for about "
-                   "a tenth fewer bits; with --init-from it is added to the given model.")
+              help="Context model of new runs: checkerboard (He et al. 2021) codes y in two passes, the second "
+                   "conditioned on the first (on msh64's latents it saved only ~1 %, see benchmarks/README.md); "
+                   "with --init-from it is added to the given model.")
 @click.option("--validate", "validate_dir", type=click.Path(path_type=Path),
               default=lambda: os.environ.get("VAEZIP_KODAK", "../shared/datasets/kodak"),
               help="Folder coded for real every --validate-every seconds (monitoring only; never tune on it).")
