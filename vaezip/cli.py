@@ -264,7 +264,7 @@ def train(data, run_dir, steps, batch, patch, lr, decay_steps, threads, seed, n,
 @main.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Weights file (.npz).")
-@click.option("--name", required=True, help="Model name to record in the file, e.g. msh64-r2.")
+@click.option("--name", required=True, help="Model name to record in the file, e.g. msh64-r4.")
 @click.option("--raw", is_flag=True, help="Export the raw weights instead of their moving average.")
 def export(checkpoint, output, name, raw):
     """Export a training checkpoint to a weights file with frozen coding tables."""

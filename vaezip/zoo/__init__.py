@@ -48,9 +48,12 @@ _ENTRIES = (
     ZooEntry("msh64-r2", "msh64-r2.npz",
              "ce449fd349773cd6306f669766a7e13db2a7c9c4d31ef9db397c3b807f3e2ef3",
              "mean-scale hyperprior, N=64 M=192 (grown from M=96), gain units, variable rate; trained on CPU"),
+    ZooEntry("msh64-r3", "msh64-r3.npz",
+             "928977c80eee95a6545725c0f3457655f179711186778f9c11c2af22f1497071",
+             "mean-scale hyperprior, N=64 M=192 (grown from M=96), gain units, variable rate; trained on CPU"),
 )
 REGISTRY: dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}
-DEFAULT_MODEL = "msh64-r2"
+DEFAULT_MODEL = "msh64-r3"
 
 
 @dataclass
