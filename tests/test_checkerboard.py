@@ -2,14 +2,18 @@
 its files decode only with both sections."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vaezip import format as vzformat
 from vaezip import zoo
 from vaezip.codec import decode_array, encode_array
-from vaezip.errors import FormatError
+from vaezip.errors import FormatError, VaezipError
 from vaezip.format.container import SECTION_Y, SECTION_Y2, SECTION_Z
 from vaezip.models import CheckerboardHyperprior, ModelConfig, build_model
 from vaezip.models.checkerboard import anchor_mask, context_taps
@@ -137,3 +141,31 @@ def test_exact_context_on_sub_grids_equals_the_dense_convolution(h, w):
     dense = _rescale(torch.nn.functional.conv2d(y_anchor, ctx.dense, ctx.bias, padding=2))
     got = ctx(y_anchor)
     assert torch.equal(torch.where(anchor, 0.0, dense), got)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_mutated_context_files_end_in_a_vaezip_error(data):
+    """Damage anywhere, including the second pass's section, ends in a vaezip error or an image."""
+    model = _fuzz_model()
+    buf = bytearray(_fuzz_sample())
+    for _ in range(data.draw(st.integers(1, 6))):
+        pos = data.draw(st.integers(0, len(buf) - 1))
+        if data.draw(st.booleans()):
+            buf[pos] ^= 1 << data.draw(st.integers(0, 7))
+        else:
+            del buf[pos:pos + data.draw(st.integers(1, 32))]
+    try:
+        decode_array(bytes(buf), model, max_pixels=1 << 20)
+    except VaezipError:
+        pass
+
+
+@functools.lru_cache(maxsize=1)
+def _fuzz_model():
+    return zoo.freeze(trained_context(), "cb-tiny")
+
+
+@functools.lru_cache(maxsize=1)
+def _fuzz_sample() -> bytes:
+    return encode_array(synthetic(40, 72, seed=11), "RGB", 60, _fuzz_model()).data
