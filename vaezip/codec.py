@@ -108,8 +108,8 @@ def _code_y(model: LoadedModel, h_q: torch.Tensor, code) -> tuple[torch.Tensor, 
     """
     if not model.exact.has_context:
         mean_q, idx = _split(model, h_q)
-        r = code(SECTION_Y, (mean_q / 2**ACT_BITS).float(), idx, None)
-        return r, (mean_q / 2**ACT_BITS).float()
+        mean = (mean_q / 2**ACT_BITS).float()
+        return code(SECTION_Y, mean, idx, None), mean
     anchor = anchor_mask(*h_q.shape[2:])
     mean_a, idx_a = _split(model, model.exact.refine(h_q, None, anchor))
     r_a = code(SECTION_Y, (mean_a / 2**ACT_BITS).float(), idx_a, anchor)
