@@ -13,7 +13,8 @@ from vaezip.models import ModelConfig, build_model
 from vaezip.training.data import DatasetError
 from vaezip.training.export import export
 from vaezip.training.grow import GrowError, can_grow, grow
-from vaezip.training.loop import CheckpointError, TrainConfig, load_checkpoint, lr_at, train
+from vaezip.training.loop import (CheckpointError, DeviceError, TrainConfig, load_checkpoint, lr_at,
+                                  select_device, train)
 
 from conftest import synthetic
 
@@ -32,7 +33,7 @@ def data_dir(tmp_path):
 
 def cfg(data_dir, run_dir, steps):
     return TrainConfig(data=str(data_dir), run_dir=str(run_dir), steps=steps, patch=64, batch=2,
-                       warmup=2, log_every=2, save_every_s=0)
+                       warmup=2, log_every=2, save_every_s=0, device="cpu")  # bit-exact resume: CPU
 
 
 def test_train_resume_export_and_code(data_dir, tmp_path):
@@ -64,6 +65,22 @@ def test_resumed_run_matches_an_uninterrupted_one(data_dir, tmp_path):
     b = load_checkpoint(tmp_path / "b" / "checkpoint.pt")["model"]
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+@pytest.mark.parametrize("gpus,processes,rank,expected", [
+    (0, 1, 0, "cpu"), (1, 1, 0, "cuda:0"), (2, 2, 1, "cuda:1"), (1, 2, 1, "cpu"), (4, 2, 1, "cuda:1")])
+def test_device_selection(monkeypatch, gpus, processes, rank, expected):
+    """auto uses a GPU per process only when each process on the host gets its own; cuda insists."""
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(processes))
+    monkeypatch.setenv("LOCAL_RANK", str(rank))
+    assert str(select_device("auto")) == expected
+    assert str(select_device("cpu")) == "cpu"
+    if expected == "cpu":
+        with pytest.raises(DeviceError, match="GPU"):
+            select_device("cuda")
+    else:
+        assert str(select_device("cuda")) == expected
 
 
 def test_empty_folder_and_corrupt_checkpoint(tmp_path):
@@ -116,7 +133,7 @@ def test_two_processes_with_gloo_through_torchrun(data_dir, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "vaezip",
          "train", str(data_dir), "--run-dir", str(run), "--steps", "3", "--batch", "2", "--patch", "64",
-         "--channels", "8", "--latent-channels", "12", "--validate", str(tmp_path / "none")],
+         "--channels", "8", "--latent-channels", "12", "--validate", str(tmp_path / "none"), "--device", "cpu"],
         env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "world size 2" in proc.stdout
@@ -127,7 +144,7 @@ def test_two_processes_with_gloo_through_torchrun(data_dir, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "vaezip",
          "train", str(data_dir), "--run-dir", str(run), "--steps", "5", "--batch", "2", "--patch", "64",
-         "--validate", str(tmp_path / "none")],
+         "--validate", str(tmp_path / "none"), "--device", "cpu"],
         env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "resumed" in proc.stdout and load_checkpoint(run / "checkpoint.pt")["step"] == 5

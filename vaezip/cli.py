@@ -238,8 +238,10 @@ def models():
 @click.option("--compile", "compile_", is_flag=True,
               help="torch.compile the training step (faster; needs a C++ compiler on CPU).")
 @click.option("--init-from", help="Start a new run from a weights file or shipped model (e.g. msh64-r1).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto: a GPU per process when there are enough (bfloat16 autocast there), else the CPU.")
 def train(data, run_dir, steps, batch, patch, lr, decay_steps, threads, seed, n, m, hyper_hidden, z_channels, context,
-          validate_dir, validate_every, compile_, init_from):
+          validate_dir, validate_every, compile_, init_from, device):
     """Train (or resume training) the variable-rate model on a folder of images.
 
     Multi-process (CPUs with gloo, GPUs with NCCL): torchrun --nproc_per_node K -m vaezip train ...
@@ -251,7 +253,8 @@ def train(data, run_dir, steps, batch, patch, lr, decay_steps, threads, seed, n,
     validate_dir = str(validate_dir) if validate_dir and Path(validate_dir).is_dir() else None
     cfg = TrainConfig(data=str(data), run_dir=str(run_dir), steps=steps, batch=batch, patch=patch, lr=lr,
                       decay_steps=decay_steps, threads=threads, seed=seed, validate=validate_dir,
-                      validate_every_s=validate_every, compile=compile_, init_from=init_from)
+                      validate_every_s=validate_every, compile=compile_, init_from=init_from,
+                      device=device)
     try:
         arch = "msh-gain-cb" if context == "checkerboard" else "msh-gain"
         run_training(cfg, ModelConfig(arch=arch, n=n, m=m, hyper_hidden=hyper_hidden,

@@ -14,6 +14,7 @@ depend on the decoded anchors. Both passes use the exact integer networks, so en
 """
 from __future__ import annotations
 
+import contextlib
 import time
 import zlib
 from dataclasses import dataclass
@@ -127,7 +128,21 @@ def _device(model: LoadedModel) -> torch.device:
     return next(model.network.parameters()).device
 
 
+@contextlib.contextmanager
+def _ieee_float32():
+    """cuDNN runs float32 convolutions in TF32 (a 10-bit mantissa) by default; the transforms here run in
+    full float32 on every device, so a GPU reconstructs what a CPU does to within float rounding
+    (benchmarks/cross_device.py measures it)."""
+    previous = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = previous
+
+
 @torch.inference_mode()
+@_ieee_float32()
 def encode_array(array: np.ndarray, mode: str = "RGB", quality: float = DEFAULT_QUALITY,
                  model: LoadedModel | str = DEFAULT_MODEL, max_pixels: int | None = vzimage.MAX_PIXELS) -> EncodeResult:
     """HxWx3 uint8 -> .vz bytes. Raises VaezipError subclasses for bad arguments."""
@@ -179,6 +194,7 @@ def model_for(header: vzformat.VzHeader) -> LoadedModel:
 
 
 @torch.inference_mode()
+@_ieee_float32()
 def decode_array(data: bytes, model: LoadedModel | None = None,
                  max_pixels: int | None = vzimage.MAX_PIXELS) -> tuple[np.ndarray, vzformat.VzHeader]:
     """.vz bytes -> (HxWx3 uint8, header). Raises FormatError / ModelError."""

@@ -34,6 +34,10 @@ class CheckpointError(VaezipError):
     pass
 
 
+class DeviceError(VaezipError):
+    pass
+
+
 @dataclass
 class TrainConfig:
     data: str
@@ -55,12 +59,21 @@ class TrainConfig:
     validate_qualities: tuple[float, ...] = (10.0, 50.0, 90.0)
     compile: bool = False                # torch.compile the training step (about +23 % on our CPUs)
     init_from: str | None = None         # a weights file or shipped model name to start a new run from
+    device: str = "auto"                 # auto, cpu or cuda
 
 
-def device_auto() -> torch.device:
-    if dist.is_initialized() and torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def select_device(name: str = "auto") -> torch.device:
+    """This process's device: its own GPU (LOCAL_RANK under torchrun) when every process on this host has
+    one, else the CPU. ``cuda`` insists on a GPU, ``cpu`` never uses one."""
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    gpus = torch.cuda.device_count() if name != "cpu" else 0
+    if name == "cuda" and gpus < processes:
+        raise DeviceError(f"--device cuda: {processes} process(es) on this host but {gpus} GPU(s) visible; "
+                          "start at most one process per GPU, or use --device cpu")
+    if gpus and gpus >= processes:
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -161,14 +174,16 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
     files = image_files(cfg.data)  # a bad data folder is reported before anything is written
     torch.set_num_threads(cfg.threads)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    device = select_device(cfg.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     if distributed and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     rank = dist.get_rank() if distributed else 0
     world = dist.get_world_size() if distributed else 1
     main_process = rank == 0
     if not main_process:
         log = lambda *_: None  # noqa: E731
-    device = device_auto()
     run = Path(cfg.run_dir)
     ckpt_path = run / "checkpoint.pt"
     if main_process:
@@ -194,6 +209,8 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
         if len(states) == world:
             rng.bit_generator.state = json.loads(states[rank]["numpy"])
             torch.set_rng_state(states[rank]["torch"])
+            if device.type == "cuda" and "cuda" in states[rank]:
+                torch.cuda.set_rng_state(states[rank]["cuda"], device)
         else:
             log(f"checkpoint has RNG states of {len(states)} processes, this run has {world}: fresh streams")
         log(f"resumed {ckpt_path} at step {step} ({cpu_s / 3600:.2f} CPU-h)")
@@ -230,6 +247,8 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
 
     def save():
         states = [{"numpy": json.dumps(rng.bit_generator.state), "torch": torch.get_rng_state()}]
+        if device.type == "cuda":  # the training noise is drawn on the GPU
+            states[0]["cuda"] = torch.cuda.get_rng_state(device)
         if distributed:
             gathered = [None] * world
             dist.all_gather_object(gathered, states[0])
