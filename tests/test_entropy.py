@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vaezip.entropy.coder import Coder
-from vaezip.entropy.priors import FactorizedDensity, scale_table
+from vaezip.entropy.priors import FactorizedDensity, gaussian_likelihood, scale_table
 from vaezip.entropy.parameters import scale_index_exact, scale_thresholds
 from vaezip.entropy.tables import Table, y_table, z_table
 from vaezip.errors import FormatError
@@ -97,3 +97,19 @@ def test_garbage_words_give_a_format_error_or_wrong_symbols(ytab):
     except FormatError:
         return
     assert not np.array_equal(out, vals)  # caught upstream by the symbol checksum
+
+
+@pytest.mark.parametrize("device_type", ["cpu", "cuda"])
+def test_likelihoods_stay_float32_under_mixed_precision(device_type):
+    """bfloat16 training (--precision bf16, and on GPUs) must not reach the likelihoods' tails."""
+    if device_type == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no GPU")
+    torch.manual_seed(0)
+    prior = FactorizedDensity(4).to(device_type)
+    z = (torch.randn(2, 4, 5, 5) * 3).to(device_type)
+    v, s = (torch.randn(2, 4, 5, 5) * 4).to(device_type), (torch.rand(2, 4, 5, 5) * 5).to(device_type)
+    ref_z, ref_y = prior.likelihood(z), gaussian_likelihood(v, s)
+    with torch.autocast(device_type, dtype=torch.bfloat16):
+        pz, py = prior.likelihood(z), gaussian_likelihood(v, s)
+    assert pz.dtype == py.dtype == torch.float32
+    assert torch.equal(pz, ref_z) and torch.equal(py, ref_y)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -81,6 +82,19 @@ def test_device_selection(monkeypatch, gpus, processes, rank, expected):
             select_device("cuda")
     else:
         assert str(select_device("cuda")) == expected
+
+
+def test_bfloat16_training_on_cpu(data_dir, tmp_path):
+    """--precision bf16: the transforms under CPU autocast (AMX/AVX-512 BF16 make it ~2x faster here)."""
+    c = cfg(data_dir, tmp_path / "run", 3)
+    c.precision = "bf16"
+    lines = []
+    train(c, TINY, log=lines.append)
+    assert any("bfloat16 autocast" in line for line in lines)
+    recs = [json.loads(l) for l in (tmp_path / "run" / "train.jsonl").read_text().splitlines() if '"step"' in l]
+    assert recs and all(math.isfinite(r["loss"]) for r in recs)
+    ck = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert ck["step"] == 3 and all(v.dtype == torch.float32 for v in ck["model"].values() if v.is_floating_point())
 
 
 def test_empty_folder_and_corrupt_checkpoint(tmp_path):

@@ -240,8 +240,11 @@ def models():
 @click.option("--init-from", help="Start a new run from a weights file or shipped model (e.g. msh64-r1).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto: a GPU per process when there are enough (bfloat16 autocast there), else the CPU.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="bf16: the transforms under bfloat16 autocast (the likelihoods stay float32); auto: bf16 on "
+                   "GPUs, fp32 on CPUs.")
 def train(data, run_dir, steps, batch, patch, lr, decay_steps, threads, seed, n, m, hyper_hidden, z_channels, context,
-          validate_dir, validate_every, compile_, init_from, device):
+          validate_dir, validate_every, compile_, init_from, device, precision):
     """Train (or resume training) the variable-rate model on a folder of images.
 
     Multi-process (CPUs with gloo, GPUs with NCCL): torchrun --nproc_per_node K -m vaezip train ...
@@ -254,7 +257,7 @@ def train(data, run_dir, steps, batch, patch, lr, decay_steps, threads, seed, n,
     cfg = TrainConfig(data=str(data), run_dir=str(run_dir), steps=steps, batch=batch, patch=patch, lr=lr,
                       decay_steps=decay_steps, threads=threads, seed=seed, validate=validate_dir,
                       validate_every_s=validate_every, compile=compile_, init_from=init_from,
-                      device=device)
+                      device=device, precision=precision)
     try:
         arch = "msh-gain-cb" if context == "checkerboard" else "msh-gain"
         run_training(cfg, ModelConfig(arch=arch, n=n, m=m, hyper_hidden=hyper_hidden,

@@ -27,11 +27,16 @@ def scale_table() -> np.ndarray:
     return np.exp(np.linspace(math.log(SCALE_MIN), math.log(SCALE_MAX), SCALE_LEVELS))
 
 
+def float32_only(fn):
+    """Runs ``fn`` outside mixed precision on every device (bfloat16 would ruin the likelihoods' tails)."""
+    return torch.autocast("cpu", enabled=False)(torch.autocast("cuda", enabled=False)(fn))
+
+
 def _std_normal_cdf(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * torch.erfc(-x * (2**-0.5))
 
 
-@torch.autocast("cuda", enabled=False)
+@float32_only
 def gaussian_likelihood(values: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     """P(v) for v = y_tilde - mean under N(0, scale) integrated over [v - 1/2, v + 1/2].
 
@@ -75,7 +80,7 @@ class FactorizedDensity(nn.Module):
                 x = x + torch.tanh(self.factors[i]) * torch.tanh(x)
         return x
 
-    @torch.autocast("cuda", enabled=False)
+    @float32_only
     def likelihood(self, z: torch.Tensor) -> torch.Tensor:
         """P(z) over unit bins for z of shape (B, C, H, W), in float32."""
         z = z.float()

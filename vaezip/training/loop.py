@@ -60,6 +60,7 @@ class TrainConfig:
     compile: bool = False                # torch.compile the training step (about +23 % on our CPUs)
     init_from: str | None = None         # a weights file or shipped model name to start a new run from
     device: str = "auto"                 # auto, cpu or cuda
+    precision: str = "auto"              # auto, fp32 or bf16 (autocast of the transforms)
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -241,8 +242,10 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
     if cfg.compile:
         net = torch.compile(net)
 
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
     sampler = CropSampler(files, cfg.patch, log=log)
     log(f"{len(sampler)} training images from {cfg.data}; device {device}, {cfg.threads} thread(s), "
+        f"{'bfloat16 autocast' if bf16 else 'float32'}, "
         f"world size {world}, batch {cfg.batch} per process")
 
     def save():
@@ -267,7 +270,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
     acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "n": 0}
     t_log, cpu_log = time.monotonic(), time.process_time()
     progress = _Progress(log, cfg.steps)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     model.train()
     # `kill` (SIGTERM) ends the run like Ctrl-C: through the finally clause, which saves.
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143)) if _main_thread() else None
