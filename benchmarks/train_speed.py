@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import time
 from pathlib import Path
 
@@ -32,7 +33,23 @@ VARIANTS = [
      "patch": 128, "batch": 8},
     {"name": "N96 M192 checkerboard, z 64", "n": 96, "m": 192, "hyper_hidden": 96, "z_channels": 64,
      "arch": "msh-gain-cb", "patch": 128, "batch": 8},
+    # bfloat16 autocast (--precision bf16) pays only on CPUs with native bf16 (AMX, AVX-512 BF16).
+    {"name": "N64 M192, compile, fp32", "n": 64, "m": 192, "hyper_hidden": 96, "patch": 128, "batch": 8,
+     "compile": True},
+    {"name": "N64 M192, compile, bf16", "n": 64, "m": 192, "hyper_hidden": 96, "patch": 128, "batch": 8,
+     "compile": True, "bf16": True},
+    {"name": "N96 M192 z 64, compile, bf16", "n": 96, "m": 192, "hyper_hidden": 96, "z_channels": 64,
+     "patch": 128, "batch": 8, "compile": True, "bf16": True},
+    {"name": "N128 M192 z 64, compile, bf16", "n": 128, "m": 192, "hyper_hidden": 96, "z_channels": 64,
+     "patch": 128, "batch": 8, "compile": True, "bf16": True},
 ]
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
 
 
 def measure(v: dict, steps: int) -> float:
@@ -50,13 +67,15 @@ def measure(v: dict, steps: int) -> float:
     lam = model.config.lam(t)
     for i in range(steps + 3):
         if i == 3:
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             v["warmup_s"] = round(start - compile_start, 1)
-        loss, _, _ = rd_loss(step_model, x, t, lam)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=v.get("bf16", False)):
+            loss, _, _ = rd_loss(step_model, x, t, lam)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return v["batch"] * steps / (time.perf_counter() - start)
+    # Per CPU-second of this process (what a CPU-hour budget buys), robust to other work on the machine.
+    return v["batch"] * steps / (time.process_time() - cpu_start)
 
 
 def main() -> None:
@@ -76,7 +95,8 @@ def main() -> None:
         rows.append({**v, "images_per_s": round(ips, 2), "megapixels_per_s": round(ips * v["patch"] ** 2 / 1e6, 3)})
         print(f"{v['name']:>36}: {ips:6.2f} images/s, {rows[-1]['megapixels_per_s']:.3f} MP/s", flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"steps": args.steps, "torch": torch.__version__, "rows": rows}, indent=1))
+    out.write_text(json.dumps({"steps": args.steps, "torch": torch.__version__, "cpu": cpu_name(), "rows": rows},
+                              indent=1))
     print(f"wrote {out}")
 
 

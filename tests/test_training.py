@@ -84,6 +84,16 @@ def test_device_selection(monkeypatch, gpus, processes, rank, expected):
         assert str(select_device("cuda")) == expected
 
 
+def test_precision_choice(monkeypatch):
+    import vaezip.training.loop as loop
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    for native in (True, False):
+        monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: native)
+        assert loop.use_bf16("auto", cpu) is native
+        assert loop.use_bf16("auto", cuda) and not loop.use_bf16("fp32", cuda) and loop.use_bf16("bf16", cpu)
+
+
 def test_bfloat16_training_on_cpu(data_dir, tmp_path):
     """--precision bf16: the transforms under CPU autocast (AMX/AVX-512 BF16 make it ~2x faster here)."""
     c = cfg(data_dir, tmp_path / "run", 3)

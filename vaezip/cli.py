@@ -242,7 +242,7 @@ def models():
               help="auto: a GPU per process when there are enough (bfloat16 autocast there), else the CPU.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="bf16: the transforms under bfloat16 autocast (the likelihoods stay float32); auto: bf16 on "
-                   "GPUs, fp32 on CPUs.")
+                   "GPUs and on CPUs with native bf16 (AMX, AVX-512 BF16), else fp32.")
 def train(data, run_dir, steps, batch, patch, lr, decay_steps, threads, seed, n, m, hyper_hidden, z_channels, context,
           validate_dir, validate_every, compile_, init_from, device, precision):
     """Train (or resume training) the variable-rate model on a folder of images.
