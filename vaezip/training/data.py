@@ -53,8 +53,10 @@ class CropSampler:
     def __len__(self) -> int:
         return len(self.images)
 
-    def batch(self, size: int, rng: np.random.Generator) -> torch.Tensor:
-        out = torch.empty(size, 3, self.patch, self.patch)
+    def batch(self, size: int, rng: np.random.Generator, device: torch.device | str = "cpu") -> torch.Tensor:
+        """``size`` crops on ``device``: only the 8-bit crops travel, the resampling runs there (on a GPU
+        the CPU would otherwise be the bottleneck). The random draws do not depend on the device."""
+        out = torch.empty(size, 3, self.patch, self.patch, device=device)
         for i in range(size):
             img = self.images[rng.choice(len(self.images), p=self.weights)]
             h, w = img.shape[:2]
@@ -63,7 +65,7 @@ class CropSampler:
             side = min(int(round(self.patch * factor)), h, w)
             top = int(rng.integers(0, h - side + 1))
             left = int(rng.integers(0, w - side + 1))
-            crop = torch.from_numpy(np.array(img[top:top + side, left:left + side]))  # a writable copy
+            crop = torch.from_numpy(np.array(img[top:top + side, left:left + side])).to(device)  # a copy
             crop = crop.permute(2, 0, 1).float().div_(255.0)
             if side != self.patch:
                 crop = F.interpolate(crop[None], size=(self.patch, self.patch), mode="bilinear",

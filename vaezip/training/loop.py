@@ -303,7 +303,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
             lr = lr_at(step, cfg)
             for g in opt.param_groups:
                 g["lr"] = lr
-            x = sampler.batch(cfg.batch, rng).to(device, non_blocking=True)
+            x = sampler.batch(cfg.batch, rng, device)
             t = torch.from_numpy(rng.uniform(0, model.config.levels - 1, cfg.batch).astype(np.float32)).to(device)
             with amp:
                 loss, bpp, psnr = rd_loss(net, x, t, model.config.lam(t))
