@@ -51,9 +51,12 @@ _ENTRIES = (
     ZooEntry("msh64-r3", "msh64-r3.npz",
              "928977c80eee95a6545725c0f3457655f179711186778f9c11c2af22f1497071",
              "mean-scale hyperprior, N=64 M=192 (grown from M=96), gain units, variable rate; trained on CPU"),
+    ZooEntry("msh64-r4", "msh64-r4.npz",
+             "af6756928748e64dfa12b6dda0f80936f1eb6860871b09b2d773fe156ab80b9f",
+             "mean-scale hyperprior, N=64 M=192 (grown from M=96), gain units, variable rate; trained on CPU"),
 )
 REGISTRY: dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}
-DEFAULT_MODEL = "msh64-r3"
+DEFAULT_MODEL = "msh64-r4"
 
 
 @dataclass
