@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from vaezip.entropy.coder import Coder
-from vaezip.entropy.priors import FactorizedDensity, gaussian_likelihood, scale_table
 from vaezip.entropy.parameters import scale_index_exact, scale_thresholds
+from vaezip.entropy.priors import FactorizedDensity, gaussian_likelihood, scale_table
 from vaezip.entropy.tables import Table, y_table, z_table
 from vaezip.errors import FormatError
 

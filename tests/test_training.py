@@ -85,11 +85,11 @@ def test_device_selection(monkeypatch, gpus, processes, rank, expected):
 
 
 def test_precision_choice(monkeypatch):
-    import vaezip.training.loop as loop
+    from vaezip.training import loop
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     for native in (True, False):
-        monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: native)
+        monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda native=native: native)
         assert loop.use_bf16("auto", cpu) is native
         assert loop.use_bf16("auto", cuda) and not loop.use_bf16("fp32", cuda) and loop.use_bf16("bf16", cpu)
 

@@ -68,8 +68,8 @@ class TrainConfig:
 def select_device(name: str = "auto") -> torch.device:
     """This process's device: its own GPU (LOCAL_RANK under torchrun) when every process on this host has
     one, else the CPU. ``cuda`` insists on a GPU, ``cpu`` never uses one."""
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    processes = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     gpus = torch.cuda.device_count() if name != "cpu" else 0
     if name == "cuda" and gpus < processes:
         raise DeviceError(f"--device cuda: {processes} process(es) on this host but {gpus} GPU(s) visible; "
