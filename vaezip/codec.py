@@ -81,6 +81,11 @@ def hyper_output(model: LoadedModel, z_sym: torch.Tensor, quality: float) -> tor
     return model.exact.hyper(z_sym, gain)
 
 
+def _dequantize(mean_q: torch.Tensor) -> torch.Tensor:
+    """A fixed-point mean of the exact networks -> float32."""
+    return (mean_q / 2**ACT_BITS).float()
+
+
 def _split(model: LoadedModel, params_q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Fixed-point parameters -> (mean, still fixed point; scale-table index)."""
     mean_q, scale_q = params_q.chunk(2, dim=1)
@@ -92,7 +97,7 @@ def entropy_parameters(model: LoadedModel, z_sym: torch.Tensor, quality: float) 
     checkerboard model: of the anchors). Returned on the CPU; the mean as float32."""
     h_q = hyper_output(model, z_sym, quality)
     mean_q, idx = _split(model, model.exact.refine(h_q, None) if model.exact.has_context else h_q)
-    return (mean_q / 2**ACT_BITS).float(), idx
+    return _dequantize(mean_q), idx
 
 
 def y_sections(model: LoadedModel) -> tuple[int, ...]:
@@ -109,15 +114,15 @@ def _code_y(model: LoadedModel, h_q: torch.Tensor, code) -> tuple[torch.Tensor, 
     """
     if not model.exact.has_context:
         mean_q, idx = _split(model, h_q)
-        mean = (mean_q / 2**ACT_BITS).float()
+        mean = _dequantize(mean_q)
         return code(SECTION_Y, mean, idx, None), mean
     anchor = anchor_mask(*h_q.shape[2:])
     mean_a, idx_a = _split(model, model.exact.refine(h_q, None, anchor))
-    r_a = code(SECTION_Y, (mean_a / 2**ACT_BITS).float(), idx_a, anchor)
+    r_a = code(SECTION_Y, _dequantize(mean_a), idx_a, anchor)
     y_anchor_q = torch.where(anchor, r_a.double() * 2**ACT_BITS + mean_a, torch.zeros_like(mean_a))
     mean_n, idx_n = _split(model, model.exact.refine(h_q, y_anchor_q, ~anchor))
-    r_n = code(SECTION_Y2, (mean_n / 2**ACT_BITS).float(), idx_n, ~anchor)
-    return torch.where(anchor, r_a, r_n), (torch.where(anchor, mean_a, mean_n) / 2**ACT_BITS).float()
+    r_n = code(SECTION_Y2, _dequantize(mean_n), idx_n, ~anchor)
+    return torch.where(anchor, r_a, r_n), _dequantize(torch.where(anchor, mean_a, mean_n))
 
 
 def _positions(where: torch.Tensor | None, shape) -> np.ndarray | slice:
