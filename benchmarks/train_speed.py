@@ -42,6 +42,11 @@ VARIANTS = [
      "patch": 128, "batch": 8, "compile": True, "bf16": True},
     {"name": "N128 M192 z 64, compile, bf16", "n": 128, "m": 192, "hyper_hidden": 96, "z_channels": 64,
      "patch": 128, "batch": 8, "compile": True, "bf16": True},
+    # oneDNN's bf16 kernels (AMX) prefer channels-last activations.
+    {"name": "N64 M192, compile, bf16, channels_last", "n": 64, "m": 192, "hyper_hidden": 96, "patch": 128,
+     "batch": 8, "compile": True, "bf16": True, "channels_last": True},
+    {"name": "N128 M192 z 64, compile, bf16, channels_last", "n": 128, "m": 192, "hyper_hidden": 96,
+     "z_channels": 64, "patch": 128, "batch": 8, "compile": True, "bf16": True, "channels_last": True},
 ]
 
 
