@@ -28,7 +28,7 @@ Latent channels collapse. A channel that carries no information costs no bits on
 at zero under a prior of the smallest scale, and there the rate term holds it: any value it starts to
 carry costs many bits long before the synthesis has learned to use it (the "posterior collapse" of VAEs,
 Bowman et al. 2016). The M=192 model grown from M=96 showed it: after 50,000 more steps, 92 of its 192
-channels carried under 0.1 % of the bits at the highest rate, 91 of them new ones. ``revive`` re-starts
+channels carried under 0.1 % of the bits at the highest rate, 88 of them new ones. ``revive`` re-starts
 such channels so that they carry values again: their analysis filters get the norm of the live ones,
 their prior a scale of the live channels' spread, their gains the live channels' mean, and every weight
 that reads them (g_s's first layer, h_a's first layer) starts at zero, so the reconstruction and the
