@@ -238,19 +238,13 @@ def models():
 @click.option("--compile", "compile_", is_flag=True,
               help="torch.compile the training step (faster; needs a C++ compiler on CPU).")
 @click.option("--init-from", help="Start a new run from a weights file or shipped model (e.g. msh64-r1).")
-@click.option("--revive", is_flag=True,
-              help="With --init-from: re-start the latent channels that carry (almost) no bits, so that training can "
-                   "use them again (training/grow.py); their rate counts from 0 up to fully over --revive-warmup "
-                   "steps. New channels of a grown M are always revived.")
-@click.option("--revive-warmup", type=click.IntRange(1), default=10_000, show_default=True,
-              help="Steps over which revived channels' rate weight rises from 0 to 1.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto: a GPU per process when there are enough (bfloat16 autocast there), else the CPU.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="bf16: the transforms under bfloat16 autocast (the likelihoods stay float32); auto: bf16 on "
                    "GPUs and on CPUs with native bf16 (AMX, AVX-512 BF16), else fp32.")
 def train(data, run_dir, steps, batch, patch, lr, decay_steps, threads, seed, n, m, hyper_hidden, z_channels, context,
-          validate_dir, validate_every, compile_, init_from, revive, revive_warmup, device, precision):
+          validate_dir, validate_every, compile_, init_from, device, precision):
     """Train (or resume training) the variable-rate model on a folder of images.
 
     Multi-process (CPUs with gloo, GPUs with NCCL): torchrun --nproc_per_node K -m vaezip train ...
@@ -263,8 +257,7 @@ def train(data, run_dir, steps, batch, patch, lr, decay_steps, threads, seed, n,
     cfg = TrainConfig(data=str(data), run_dir=str(run_dir), steps=steps, batch=batch, patch=patch, lr=lr,
                       decay_steps=decay_steps, threads=threads, seed=seed, validate=validate_dir,
                       validate_every_s=validate_every, compile=compile_, init_from=init_from,
-                      revive=revive, revive_warmup=revive_warmup, device=device,
-                      precision=precision)
+                      device=device, precision=precision)
     try:
         arch = "msh-gain-cb" if context == "checkerboard" else "msh-gain"
         run_training(cfg, ModelConfig(arch=arch, n=n, m=m, hyper_hidden=hyper_hidden,

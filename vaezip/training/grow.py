@@ -24,33 +24,17 @@ init, every weight from a new channel into an old one starts at zero (so the old
 outputs, compute what they computed), and GDN's new cross terms start at their (zero) initial value.
 The zero weights receive gradients at once, since the new channels are active.
 
-Latent channels collapse. A channel that carries no information costs no bits only if its values stay
-at zero under a prior of the smallest scale, and there the rate term holds it: any value it starts to
-carry costs many bits long before the synthesis has learned to use it (the "posterior collapse" of VAEs,
-Bowman et al. 2016). The M=192 model grown from M=96 showed it: after 50,000 more steps, 92 of its 192
-channels carried under 0.1 % of the bits at the highest rate, 88 of them new ones. ``revive`` re-starts
-such channels so that they carry values again: their analysis filters get the norm of the live ones,
-their prior a scale of the live channels' spread, their gains the live channels' mean, and every weight
-that reads them (g_s's first layer, h_a's first layer) starts at zero, so the reconstruction and the
-other channels' rates stay what they were (to within what the collapsed channels' near-zero values
-contributed: on the model above, 48-50 dB below the signal). The revived channels cost bits at first; training then
-either teaches the synthesis to use them or lets them fall back. When M grows, the training loop
-revives the new channels the same way (``grow`` alone keeps them silent).
-
 A hyperprior model may also gain a checkerboard context (models/checkerboard.py): its context and
 entropy-parameters networks are new, and the latter's last layer starts at zero, so the grown model again
 computes what the source computed. Only N, M and the context may change; everything else must match.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
-import math
 
 import torch
 from torch import nn
 
-from ..entropy.priors import gaussian_likelihood
 from ..errors import VaezipError
 from ..models import MeanScaleHyperprior, ModelConfig, build_model
 
@@ -125,55 +109,3 @@ def grow(source: MeanScaleHyperprior, target: ModelConfig, seed: int = 0) -> Mea
             w[m:m + m0] = w0[m0:]
     grown.load_state_dict(new)
     return grown
-
-
-def _bits_per_channel(network: MeanScaleHyperprior, crops: torch.Tensor, level: float) -> torch.Tensor:
-    """Bits of rounded y' per latent channel, summed over ``crops`` at rate level ``level``."""
-    t = torch.full((crops.shape[0],), float(level))
-    with torch.no_grad():
-        y, z = network.analyse(crops, t)
-        mean, scale = network.hyper_parameters(torch.round(z), t)
-        return -gaussian_likelihood(torch.round(y - mean), scale).log2().sum(dim=(0, 2, 3))
-
-
-def collapsed_channels(network: MeanScaleHyperprior, crops: torch.Tensor, share: float = 1e-3) -> list[int]:
-    """The latent channels that carry less than ``share`` of y's bits on ``crops`` (N, 3, H, W in [0, 1])
-    at the highest rate level, where every useful channel carries some."""
-    bits = _bits_per_channel(network, crops, network.config.levels - 1)
-    return (bits < share * bits.sum()).nonzero().flatten().tolist()
-
-
-def revive(network: MeanScaleHyperprior, channels: list[int], crops: torch.Tensor,
-           seed: int = 0) -> MeanScaleHyperprior:
-    """A copy of ``network`` in which the latent ``channels`` carry values again while the reconstruction and
-    the other channels' rates stay what they were (see the module docstring). ``crops`` (training images)
-    give the live channels' spread, which becomes the revived channels' prior scale."""
-    if network.config.arch != "msh-gain":
-        raise GrowError("only the channels of a hyperprior model without context can be revived")
-    m = network.config.m
-    dead = torch.tensor(sorted(set(channels)), dtype=torch.long)
-    if len(dead) == 0:
-        return copy.deepcopy(network)
-    if int(dead.min()) < 0 or int(dead.max()) >= m or len(dead) == m:
-        raise GrowError(f"cannot revive channels {channels} of a model with M={m}")
-    live = torch.tensor([c for c in range(m) if c not in set(dead.tolist())], dtype=torch.long)
-    out = copy.deepcopy(network)
-    with torch.no_grad():
-        middle = torch.full((crops.shape[0],), (network.config.levels - 1) / 2)
-        spread = float(network.analyse(crops, middle)[0][:, live].std(dim=(0, 2, 3)).mean())
-        last = out.g_a[-1]
-        fresh = torch.empty_like(last.weight)
-        nn.init.kaiming_uniform_(fresh, a=math.sqrt(5), generator=torch.Generator().manual_seed(seed))
-        norms = last.weight[live].flatten(1).norm(dim=1).mean()
-        last.weight[dead] = fresh[dead] * (norms / fresh[dead].flatten(1).norm(dim=1).mean())
-        last.bias[dead] = 0
-        out.g_s[0].weight[dead] = 0      # ConvTranspose2d (in, out, k, k): what reads the revived latents
-        out.h_a[0].weight[:, dead] = 0   # Conv2d (out, in, k, k)
-        h_s_out = out.h_s[-1]            # (2M, hidden, k, k) = [means; scales]
-        for rows in (dead, m + dead):
-            h_s_out.weight[rows] = 0
-            h_s_out.bias[rows] = 0
-        h_s_out.bias[m + dead] = spread
-        for gains in (out.gain.log_gain, out.gain.log_inverse_gain):
-            gains[:, dead] = gains[:, live].mean(dim=1, keepdim=True)
-    return out

@@ -40,10 +40,6 @@ class DeviceError(VaezipError):
     pass
 
 
-#: Training crops that find collapsed latent channels and measure the live ones' spread (grow.revive).
-REVIVE_CROPS = 64
-
-
 @dataclass
 class TrainConfig:
     data: str
@@ -65,8 +61,6 @@ class TrainConfig:
     validate_qualities: tuple[float, ...] = (10.0, 50.0, 90.0)
     compile: bool = False                # torch.compile the training step (about +23 % on our CPUs)
     init_from: str | None = None         # a weights file or shipped model name to start a new run from
-    revive: bool = False                 # with init_from: re-start its collapsed latent channels (grow.py)
-    revive_warmup: int = 10_000          # steps over which revived channels' rate weight rises from 0 to 1
     device: str = "auto"                 # auto, cpu or cuda
     precision: str = "auto"              # auto, fp32 or bf16 (autocast of the transforms), see use_bf16
 
@@ -126,33 +120,16 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def rd_loss(model, x: torch.Tensor, t: torch.Tensor, lam: torch.Tensor, y_rate_weight: torch.Tensor | None = None):
-    """Per-sample lambda * 255^2 * MSE + bpp, averaged; also returns mean bpp and PSNR for logging.
-
-    ``y_rate_weight`` (M,) weighs the rate of each latent channel in the loss (revived channels warm up
-    from 0, see ``revival_weight``); the returned bpp is always the unweighted one."""
+def rd_loss(model, x: torch.Tensor, t: torch.Tensor, lam: torch.Tensor):
+    """Per-sample lambda * 255^2 * MSE + bpp, averaged; also returns mean bpp and PSNR for logging."""
     out = model(x, t)
     pixels = x.shape[-2] * x.shape[-1]
-    y_bits = -out.y_likelihood.log2()
-    z_bits = -out.z_likelihood.log2().sum(dim=(1, 2, 3))
-    bpp = (y_bits.sum(dim=(1, 2, 3)) + z_bits) / pixels
-    rate = bpp if y_rate_weight is None else ((y_bits * y_rate_weight.view(1, -1, 1, 1)).sum(dim=(1, 2, 3)) + z_bits) / pixels
+    bits = -(out.y_likelihood.log2().sum(dim=(1, 2, 3)) + out.z_likelihood.log2().sum(dim=(1, 2, 3)))
+    bpp = bits / pixels
     mse = (out.x_hat.float() - x).pow(2).mean(dim=(1, 2, 3))
-    loss = (lam * 255**2 * mse + rate).mean()
+    loss = (lam * 255**2 * mse + bpp).mean()
     psnr = (10 * torch.log10(1 / mse.clamp_min(1e-10))).mean()
     return loss, bpp.mean(), psnr
-
-
-def revival_weight(revived: dict | None, step: int, m: int, warmup: int, device) -> torch.Tensor | None:
-    """The rate weight of each latent channel at ``step``: 1, except for revived channels, whose rate counts
-    from 0 up to 1 over ``warmup`` steps after their revival (KL annealing, Bowman et al. 2016, "Generating
-    sentences from a continuous space": a VAE's latents start to carry information before their KL term
-    holds them to the prior). None once every weight is 1."""
-    if not revived or step - revived["from_step"] >= warmup:
-        return None
-    w = torch.ones(m, device=device)
-    w[revived["channels"]] = (step - revived["from_step"]) / warmup
-    return w
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -237,7 +214,6 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
     if main_process:
         run.mkdir(parents=True, exist_ok=True)
 
-    sampler = CropSampler(files, cfg.patch, log=log)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     ck = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
     if ck is not None:
@@ -246,7 +222,6 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, cpu_s = 0, 0.0
-    revived = None  # {"channels": [...], "from_step": step}: latent channels whose rate warms up
     rng = np.random.default_rng([cfg.seed, rank])
     torch.manual_seed(cfg.seed * 1000 + rank)
     last_validation = time.monotonic()
@@ -255,7 +230,6 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
         ema.load_state_dict(ck["ema"])
         opt.load_state_dict(ck["optimizer"])
         step, cpu_s = ck["step"], ck["cpu_seconds"]
-        revived = ck.get("revived")
         states = ck["rng"]
         if len(states) == world:
             rng.bit_generator.state = json.loads(states[rank]["numpy"])
@@ -267,7 +241,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
         log(f"resumed {ckpt_path} at step {step} ({cpu_s / 3600:.2f} CPU-h)")
     elif cfg.init_from:
         from ..zoo import REGISTRY, load_file, load_model
-        from .grow import can_grow, collapsed_channels, grow, revive
+        from .grow import can_grow, grow
 
         start = load_model(cfg.init_from, "cpu") if cfg.init_from in REGISTRY else load_file(cfg.init_from)
         source = start.network
@@ -278,16 +252,6 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
             source = grow(source, model.config, seed=cfg.seed)
             log(f"grew {start.name} ({start.config.arch}, N={start.config.n}, M={start.config.m}) into "
                 f"{model.config.arch}, N={model.config.n}, M={model.config.m}")
-        grown = list(range(start.config.m, model.config.m))
-        if cfg.revive or grown:
-            # Training crops of their own random stream: the run's stream stays what it would have been.
-            crops = sampler.batch(REVIVE_CROPS, np.random.default_rng([cfg.seed, REVIVE_CROPS]))
-            collapsed = collapsed_channels(source, crops) if cfg.revive else []
-            channels = sorted(set(grown) | set(collapsed))
-            source = revive(source, channels, crops, seed=cfg.seed)
-            revived = {"channels": channels, "from_step": 0} if channels else None
-            log(f"revived {len(channels)} latent channels ({len(grown)} new, "
-                f"{len(set(collapsed) - set(grown))} collapsed ones: {', '.join(map(str, collapsed)) or 'none'})")
         model.load_state_dict(source.state_dict())
         ema.load_state_dict(source.state_dict())
         cpu_s = float(start.meta.get("cpu_hours", 0.0)) * 3600  # CPU-hours count from the very start
@@ -303,6 +267,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
         net = torch.compile(net)
 
     bf16 = use_bf16(cfg.precision, device)
+    sampler = CropSampler(files, cfg.patch, log=log)
     log(f"{len(sampler)} training images from {cfg.data}; device {device}, {cfg.threads} thread(s), "
         f"{'bfloat16 autocast' if bf16 else 'float32'}, "
         f"world size {world}, batch {cfg.batch} per process")
@@ -319,7 +284,6 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
             _atomic_save({
                 "model_config": model.config.to_dict(), "model": model.state_dict(), "ema": ema.state_dict(),
                 "optimizer": opt.state_dict(), "step": step, "cpu_seconds": cpu_s, "rng": states,
-                "revived": revived,
             }, ckpt_path)
 
     log_file = open(run / "train.jsonl", "a") if main_process else None
@@ -342,8 +306,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
             x = sampler.batch(cfg.batch, rng, device)
             t = torch.from_numpy(rng.uniform(0, model.config.levels - 1, cfg.batch).astype(np.float32)).to(device)
             with amp:
-                weight = revival_weight(revived, step, model.config.m, cfg.revive_warmup, device)
-                loss, bpp, psnr = rd_loss(net, x, t, model.config.lam(t), weight)
+                loss, bpp, psnr = rd_loss(net, x, t, model.config.lam(t))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
