@@ -43,7 +43,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/heldout")
     args, bench_args = ap.parse_known_args()
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(args.images or tmp)
+        folder = Path(args.images) if args.images else Path(tmp) / "scikit-image-photos"
         write_photos(folder)
         cmd = [sys.executable, "-m", "vaezip", "bench", str(folder), "--out", args.out, *bench_args]
         sys.exit(subprocess.call(cmd))
