@@ -9,16 +9,11 @@ The M=192 model grown from M=96 used about 100 channels at every level; see benc
 """
 from __future__ import annotations
 
-import argparse
-import json
-import os
-
 import torch
+from context_potential import per_level_main  # the script's folder is on sys.path
 
-from context_potential import network  # the script's folder is on sys.path
 from vaezip.entropy.priors import gaussian_likelihood
-from vaezip.image import load, to_tensor
-from vaezip.training.data import image_files
+from vaezip.image import to_tensor
 
 DEAD_SHARE = 1e-3
 
@@ -39,22 +34,12 @@ def usage(net, images, level: float) -> dict:
     return {"level": level, "y_bpp": round(float(bits.sum()) / pixels, 4),
             "channels_for_90pct": int((ordered < 0.9).sum()) + 1,
             "channels_for_99pct": int((ordered < 0.99).sum()) + 1,
+            "dead_count": int((share < DEAD_SHARE).sum()),
             "dead": [int(c) for c in (share < DEAD_SHARE).nonzero().flatten()]}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("path")
-    ap.add_argument("--data", default=os.environ.get("VAEZIP_TRAIN", "../shared/datasets/train"))
-    ap.add_argument("--images", type=int, default=20)
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    net = network(args.path)
-    images = [load(f)[0] for f in image_files(args.data)[: 2 * args.images : 2]]
-    images = [i if i.ndim == 3 else i[..., None].repeat(3, axis=2) for i in images]
-    for level in (0.0, (net.config.levels - 1) / 2, float(net.config.levels - 1)):
-        r = usage(net, images, level)
-        print(json.dumps({**r, "dead_count": len(r["dead"])}), flush=True)
+    per_level_main(usage)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,12 @@ def network(path: str):
     return net.eval()
 
 
+def training_photos(data: str, count: int) -> list:
+    """Every other one of the first 2 * ``count`` images of ``data``, as RGB arrays."""
+    images = [load(f)[0] for f in image_files(data)[: 2 * count : 2]]
+    return [i if i.ndim == 3 else i[..., None].repeat(3, axis=2) for i in images]
+
+
 @torch.no_grad()
 def potential(net, images, level: float) -> dict:
     feats, targets, scales = [], [], []
@@ -57,7 +63,9 @@ def potential(net, images, level: float) -> dict:
             "saving_pct": round(100 * (1 - after / before), 2)}
 
 
-def main() -> None:
+def per_level_main(measure) -> None:
+    """The command line shared with channels.py: a model, training photos, and one JSON line of
+    ``measure(net, images, level)`` at the lowest, middle and highest rate level."""
     ap = argparse.ArgumentParser()
     ap.add_argument("path")
     ap.add_argument("--data", default=os.environ.get("VAEZIP_TRAIN", "../shared/datasets/train"))
@@ -65,10 +73,13 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     net = network(args.path)
-    images = [load(f)[0] for f in image_files(args.data)[: 2 * args.images : 2]]
-    images = [i if i.ndim == 3 else i[..., None].repeat(3, axis=2) for i in images]
+    images = training_photos(args.data, args.images)
     for level in (0.0, (net.config.levels - 1) / 2, float(net.config.levels - 1)):
-        print(json.dumps(potential(net, images, level)), flush=True)
+        print(json.dumps(measure(net, images, level)), flush=True)
+
+
+def main() -> None:
+    per_level_main(potential)
 
 
 if __name__ == "__main__":
