@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from vaezip.cli import main
+from vaezip.models import MeanScaleHyperprior
 
 from conftest import synthetic
 
@@ -41,6 +42,14 @@ def test_compress_info_decompress(workdir):
     r = run("decompress", "photo.vz")
     assert r.exit_code == 0, r.output
     assert Image.open("photo.png").size == (90, 70)
+
+
+def test_compress_warns_when_latents_are_clipped(workdir, monkeypatch):
+    assert "warning" not in run("compress", "photo.png", "-o", "ok.vz").output
+    real = MeanScaleHyperprior.analyse
+    monkeypatch.setattr(MeanScaleHyperprior, "analyse", lambda *a, **k: tuple(v * 1000 for v in real(*a, **k)))
+    r = run("compress", "photo.png", "-o", "clipped.vz")
+    assert r.exit_code == 0 and "latent values exceeded" in r.output and Path("clipped.vz").exists()
 
 
 def test_quality_and_output_options(workdir):

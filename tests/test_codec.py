@@ -108,6 +108,16 @@ def test_symbol_checksum_catches_a_decoder_that_disagrees(model, monkeypatch):
         decode_array(data, model)
 
 
+def test_latents_beyond_the_tables_are_counted_as_clipped(photos, model, monkeypatch):
+    img = photos["astronaut"]
+    assert encode_array(img, "RGB", 50, model).clipped == 0
+    real = model.network.analyse
+    monkeypatch.setattr(model.network, "analyse", lambda *a, **k: tuple(v * 1000 for v in real(*a, **k)))
+    res = encode_array(img, "RGB", 50, model)
+    assert res.clipped > 0
+    decode_array(res.data, model)  # the file still decodes: clipped values are coded as the nearest in range
+
+
 def test_decompression_bomb_limit(model):
     data = encode_array(synthetic(64, 64), "RGB", 50, model).data
     with pytest.raises(FormatError, match="exceeds the limit"):

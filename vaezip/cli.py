@@ -131,6 +131,9 @@ def compress(inputs, quality, output, model, force, verify):
         write_atomic(dst, res.data, force)
         click.echo(f"{src} -> {dst}: {len(res.data):,} bytes, {res.bpp:.4f} bpp, "
                    f"{res.width}x{res.height}, q {quality:g}, {res.seconds:.2f} s")
+        if res.clipped:
+            click.echo(f"warning: {src}: {res.clipped} latent values exceeded model {loaded.name}'s coding range and "
+                       "were clipped; the image may show local errors (a lower quality avoids it)", err=True)
 
     _run_each(inputs, output, job)
 

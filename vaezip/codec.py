@@ -45,6 +45,9 @@ class EncodeResult:
     height: int
     estimated_bits: float  # -log2 P(symbols) under the frozen tables, z and y together
     seconds: float
+    #: Latent values outside the range of their coding tables, coded as the nearest value in range. The file
+    #: still decodes exactly to what the encoder coded, but the image may show local errors there.
+    clipped: int = 0
 
     @property
     def bpp(self) -> float:
@@ -168,16 +171,20 @@ def encode_array(array: np.ndarray, mode: str = "RGB", quality: float = DEFAULT_
     x = vzimage.pad(vzimage.to_tensor(array, dev), STRIDE_Z)
     y, z = net.analyse(x, t, tile=ENCODE_TILE)
     z_idx = _z_index(model, z.shape).to(dev)
-    z_sym = model.z_coder.table.clamp(torch.round(z), z_idx)
+    z_round = torch.round(z)
+    z_sym = model.z_coder.table.clamp(z_round, z_idx)
+    clipped = int((z_sym != z_round).sum())
     z_np, zi_np = z_sym.cpu().numpy().astype(np.int64), z_idx.cpu().numpy()
     sections = [vzformat.Section(SECTION_Z, model.z_coder.encode(z_np, zi_np))]
     bits = model.z_coder.information_bits(z_np, zi_np)
     y = y.cpu()
 
     def encode_pass(kind, mean, idx, where):
-        nonlocal bits
-        r = model.y_coder.table.clamp(torch.round(y - mean), idx).to(torch.int64)
+        nonlocal bits, clipped
+        rounded = torch.round(y - mean)
+        r = model.y_coder.table.clamp(rounded, idx).to(torch.int64)
         sel = _positions(where, r.shape)
+        clipped += int((r != rounded).numpy()[sel].sum())
         values, index = r.numpy()[sel], idx.numpy()[sel]
         sections.append(vzformat.Section(kind, model.y_coder.encode(values, index)))
         bits += model.y_coder.information_bits(values, index)
@@ -187,7 +194,7 @@ def encode_array(array: np.ndarray, mode: str = "RGB", quality: float = DEFAULT_
     data = vzformat.pack(mode=mode, width=width, height=height, quality=quality, model=model.name,
                          weights_hash=model.weights_hash, sections=sections,
                          symbols_crc=symbol_checksum(z_np, y_sym.numpy()))
-    return EncodeResult(data, width, height, bits, time.perf_counter() - start)
+    return EncodeResult(data, width, height, bits, time.perf_counter() - start, clipped)
 
 
 def model_for(header: vzformat.VzHeader) -> LoadedModel:
