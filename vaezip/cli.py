@@ -133,7 +133,7 @@ def compress(inputs, quality, output, model, force, verify):
                    f"{res.width}x{res.height}, q {quality:g}, {res.seconds:.2f} s")
         if res.clipped:
             click.echo(f"warning: {src}: {res.clipped} latent values exceeded model {loaded.name}'s coding range and "
-                       "were clipped; the image may show local errors (a lower quality avoids it)", err=True)
+                       "were clipped; the image may show local errors there (a lower quality may avoid it)", err=True)
 
     _run_each(inputs, output, job)
 
