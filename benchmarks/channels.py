@@ -31,11 +31,11 @@ def usage(net, images, level: float) -> dict:
         pixels += h * w
     share = bits / bits.sum()
     ordered = share.sort(descending=True).values.cumsum(0)
+    dead = [int(c) for c in (share < DEAD_SHARE).nonzero().flatten()]
     return {"level": level, "y_bpp": round(float(bits.sum()) / pixels, 4),
             "channels_for_90pct": int((ordered < 0.9).sum()) + 1,
             "channels_for_99pct": int((ordered < 0.99).sum()) + 1,
-            "dead_count": int((share < DEAD_SHARE).sum()),
-            "dead": [int(c) for c in (share < DEAD_SHARE).nonzero().flatten()]}
+            "dead_count": len(dead), "dead": dead}
 
 
 def main() -> None:

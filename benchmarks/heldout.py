@@ -20,7 +20,7 @@ from pathlib import Path
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 
 
-def write_photos(folder: Path) -> list[Path]:
+def write_photos(folder: Path) -> None:
     try:
         from PIL import Image
         from skimage import data
@@ -28,12 +28,8 @@ def write_photos(folder: Path) -> list[Path]:
         raise SystemExit(f"the held-out photos come from scikit-image ({e.name} is missing): "
                          "pip install 'vaezip[test]'") from None
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
     for name in PHOTOS:
-        path = folder / f"{name}.png"
-        Image.fromarray(getattr(data, name)()).save(path)
-        paths.append(path)
-    return paths
+        Image.fromarray(getattr(data, name)()).save(folder / f"{name}.png")
 
 
 def main() -> None:
