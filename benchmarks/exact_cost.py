@@ -40,13 +40,13 @@ def y_bits(model, img: np.ndarray, quality: float) -> tuple[float, float]:
     t = rate_level(model, quality)
     y, z = model.network.analyse(pad(to_tensor(img), STRIDE_Z), t)
     idx_z = torch.arange(z.shape[1]).view(1, -1, 1, 1).expand(z.shape)
-    z_sym = model.z_coder.table.clamp(torch.round(z), idx_z)
+    z_sym = model.z_coder.clamp(torch.round(z), idx_z)
     coder = model.y_coder
     exact = 0.0
 
     def count(kind, mean, idx, where):  # the codec's own passes, counting instead of coding
         nonlocal exact
-        r = coder.table.clamp(torch.round(y - mean), idx).to(torch.int64)
+        r = coder.clamp(torch.round(y - mean), idx).to(torch.int64)
         sel = slice(None) if where is None else where.expand(r.shape).numpy()
         exact += coder.information_bits(r.numpy()[sel], idx.numpy()[sel])
         return r
@@ -54,7 +54,7 @@ def y_bits(model, img: np.ndarray, quality: float) -> tuple[float, float]:
     _code_y(model, hyper_output(model, z_sym, quality), count)
     mean_f, scale_f = float_parameters(model.network, y, z_sym, t)
     idx_f = scale_index_exact(torch.floor(scale_f.double() * 2**ACT_BITS), model.scale_thresholds)
-    r = coder.table.clamp(torch.round(y - mean_f), idx_f)
+    r = coder.clamp(torch.round(y - mean_f), idx_f)
     return exact, coder.information_bits(r.numpy().astype(np.int64), idx_f.numpy())
 
 

@@ -1,12 +1,15 @@
 """End-to-end coding with the shipped model: round trips, sizes, rates, determinism."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from PIL import Image
 
 import vaezip
 from vaezip.codec import decode_array, encode_array
+from vaezip.entropy.coder import Coder
 from vaezip.errors import DecodeMismatchError, FormatError, ImageError
 
 from conftest import psnr, synthetic
@@ -116,6 +119,22 @@ def test_latents_beyond_the_tables_are_counted_as_clipped(photos, model, monkeyp
     res = encode_array(img, "RGB", 50, model)
     assert res.clipped > 0
     decode_array(res.data, model)  # the file still decodes: clipped values are coded as the nearest in range
+
+
+def test_a_model_with_escape_coding_codes_latents_beyond_the_tables_exactly(photos, model, monkeypatch):
+    """Models exported since msh64-r5 escape-code such values (entropy/coder.py): nothing is clipped, the
+    decoder's symbols match the encoder's (the symbol checksum), the file is as large as estimated."""
+    escaping = dataclasses.replace(model, z_coder=Coder(model.z_coder.table, escape=True),
+                                   y_coder=Coder(model.y_coder.table, escape=True))
+    img = photos["astronaut"][:128, :192]
+    plain = encode_array(img, "RGB", 50, escaping)
+    assert plain.data == encode_array(img, "RGB", 50, model).data  # nothing beyond the tables: same bytes
+    real = model.network.analyse
+    monkeypatch.setattr(model.network, "analyse", lambda *a, **k: tuple(v * 1000 for v in real(*a, **k)))
+    res = encode_array(img, "RGB", 50, escaping)
+    assert res.clipped == 0 and len(res.data) > 4 * len(plain.data)
+    assert abs(len(res.data) * 8 - res.estimated_bits) < 0.01 * res.estimated_bits + 8 * 200
+    decode_array(res.data, escaping)
 
 
 def test_decompression_bomb_limit(model):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from vaezip.entropy.coder import Coder
+from vaezip.entropy.coder import ESCAPE_LIMIT, Coder
 from vaezip.entropy.parameters import scale_index_exact, scale_thresholds
 from vaezip.entropy.priors import FactorizedDensity, gaussian_likelihood, scale_table
 from vaezip.entropy.tables import Table, y_table, z_table
@@ -51,7 +51,7 @@ def _sample(ytab, seed=0, shape=(12, 9, 13)):
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(ytab), shape)
     vals = np.round(rng.normal(0, 1, shape) * scale_table()[idx]).astype(np.int64)
-    return ytab.clamp(torch.from_numpy(vals), torch.from_numpy(idx)).numpy(), idx
+    return Coder(ytab).clamp(torch.from_numpy(vals), torch.from_numpy(idx)).numpy(), idx
 
 
 def test_round_trip_and_compressed_bits_exceed_information(ytab):
@@ -78,11 +78,52 @@ def test_golden_bitstream():
 GOLDEN_HEX = "9f3ba2556fb9c093"
 
 
-def test_clamping_keeps_symbols_inside_their_table(ytab):
+def test_without_escape_values_are_clamped_into_their_table(ytab):
     vals = torch.tensor([10**6, -(10**6), 0])
     idx = torch.tensor([0, 0, 0])
-    clamped = ytab.clamp(vals, idx)
+    clamped = Coder(ytab).clamp(vals, idx)
     assert clamped.tolist() == [ytab.offset[0] + ytab.length[0] - 1, ytab.offset[0], 0]
+
+
+def _beyond_the_edges(ytab):
+    """Values at, just beyond and far beyond both edges of a few tables, among ordinary ones."""
+    idx = np.array([0, 0, 0, 0, 5, 5, 63, 63, 0, 20, 20, 0])
+    lo, hi = ytab.offset[idx], ytab.offset[idx] + ytab.length[idx] - 1
+    shift = np.array([0, 1, -1, -1000, 2, 0, 1, -70000, 0, 4000, -3, 0])
+    vals = np.where(shift > 0, hi + shift, np.where(shift < 0, lo + shift, 0))
+    vals[0], vals[5] = hi[0], lo[5]  # exactly at an edge: an escape of distance 0
+    return vals.astype(np.int64), idx
+
+
+def test_escape_codes_values_beyond_the_tables_exactly(ytab):
+    coder = Coder(ytab, escape=True)
+    vals, idx = _beyond_the_edges(ytab)
+    assert np.array_equal(coder.clamp(torch.from_numpy(vals), torch.from_numpy(idx)).numpy(), vals)
+    data = coder.encode(vals, idx)
+    assert np.array_equal(coder.decode(data, idx), vals)
+    info = coder.information_bits(vals, idx)
+    assert info <= len(data) * 8 <= info + 64
+    # an escape costs the edge symbol plus 4.6 + 2 log2(e + 1) bits: far more than a value inside
+    inside = np.zeros_like(vals)
+    assert info > coder.information_bits(inside, idx) + 8 * 4.5
+
+
+def test_escape_limit_is_the_last_value_that_comes_back(ytab):
+    coder = Coder(ytab, escape=True)
+    idx = np.array([3, 3])
+    hi, lo = ytab.offset[3] + ytab.length[3] - 1, ytab.offset[3]
+    vals = torch.tensor([hi + ESCAPE_LIMIT + 5, lo - ESCAPE_LIMIT])
+    kept = coder.clamp(vals, torch.from_numpy(idx)).numpy()
+    assert kept.tolist() == [hi + ESCAPE_LIMIT, lo - ESCAPE_LIMIT]
+    assert np.array_equal(coder.decode(coder.encode(kept, idx), idx), kept)
+
+
+def test_escape_changes_nothing_for_values_inside_the_tables(ytab):
+    """Without an edge symbol the stream of an escape coder is the one of a clamping coder."""
+    vals, idx = _sample(ytab, seed=3)
+    lo, hi = ytab.offset[idx], ytab.offset[idx] + ytab.length[idx] - 1
+    assert not ((vals == lo) | (vals == hi)).any()
+    assert Coder(ytab, escape=True).encode(vals, idx) == Coder(ytab).encode(vals, idx)
 
 
 def test_garbage_words_give_a_format_error_or_wrong_symbols(ytab):

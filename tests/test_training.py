@@ -53,6 +53,8 @@ def test_train_resume_export_and_code(data_dir, tmp_path):
     assert len(digest) == 64
     model = zoo.load_file(out, "tiny-r1")
     assert model.config == TINY
+    assert model.y_coder.escape and model.z_coder.escape  # exported models escape-code (entropy/coder.py)
+    assert not zoo.load_model("msh64-r4").y_coder.escape  # its files were written with clamping
     img = synthetic(33, 47)
     dec, _ = decode_array(encode_array(img, "RGB", 50, model).data, model)
     assert dec.shape == img.shape

@@ -2,8 +2,8 @@
 
 ::
 
-    compress:   x -g_a,h_a-> (y', z') ; z_sym = clamp(round(z')) -coder(z tables)-> section z
-                z_sym -exact integer h_s-> (mean, scale) ; idx = scale index ; r = clamp(round(y' - mean))
+    compress:   x -g_a,h_a-> (y', z') ; z_sym = round(z') -coder(z tables)-> section z
+                z_sym -exact integer h_s-> (mean, scale) ; idx = scale index ; r = round(y' - mean)
                 r -coder(y tables[idx])-> section y ; header + sections -format-> .vz
     decompress: the header names the model; section z -> z_sym -h_s-> (mean, idx) ; section y -> r
                 y_hat' = r + mean -g_s-> x_hat, cropped to the stored size
@@ -45,8 +45,9 @@ class EncodeResult:
     height: int
     estimated_bits: float  # -log2 P(symbols) under the frozen tables, z and y together
     seconds: float
-    #: Latent values outside the range of their coding tables, coded as the nearest value in range. The file
-    #: still decodes exactly to what the encoder coded, but the image may show local errors there.
+    #: Latent values that the model's coder cannot represent (beyond the range of their tables for a model
+    #: without escape coding, entropy/coder.py), coded as the nearest value it can. The file still decodes
+    #: exactly to what the encoder coded, but the image may show local errors there.
     clipped: int = 0
 
     @property
@@ -172,7 +173,7 @@ def encode_array(array: np.ndarray, mode: str = "RGB", quality: float = DEFAULT_
     y, z = net.analyse(x, t, tile=ENCODE_TILE)
     z_idx = _z_index(model, z.shape).to(dev)
     z_round = torch.round(z)
-    z_sym = model.z_coder.table.clamp(z_round, z_idx)
+    z_sym = model.z_coder.clamp(z_round, z_idx)
     clipped = int((z_sym != z_round).sum())
     z_np, zi_np = z_sym.cpu().numpy().astype(np.int64), z_idx.cpu().numpy()
     sections = [vzformat.Section(SECTION_Z, model.z_coder.encode(z_np, zi_np))]
@@ -182,7 +183,7 @@ def encode_array(array: np.ndarray, mode: str = "RGB", quality: float = DEFAULT_
     def encode_pass(kind, mean, idx, where):
         nonlocal bits, clipped
         rounded = torch.round(y - mean)
-        r = model.y_coder.table.clamp(rounded, idx).to(torch.int64)
+        r = model.y_coder.clamp(rounded, idx).to(torch.int64)
         sel = _positions(where, r.shape)
         clipped += int((r != rounded).numpy()[sel].sum())
         values, index = r.numpy()[sel], idx.numpy()[sel]

@@ -5,6 +5,20 @@ sequence of 32-bit words, stored little-endian. Each table becomes a ``Categoric
 ``perfect=False``; constriction quantizes the float64 probabilities to fixed point with a deterministic
 integer algorithm, so the same stored table gives the same model on every machine. The bitstream of
 constriction is part of the .vz format: its version is pinned in pyproject.toml.
+
+Values beyond a table's range. A table covers [lo, hi] = [offset, offset + length - 1] and its edge
+symbols carry the probability mass of the tails. What a value beyond the range becomes depends on the
+model (its weights file says which; ``Coder.escape``):
+
+* without escape (msh64-r1 .. r4, kept so that their files decode as before): the value is clamped to the
+  range, and the reconstruction uses the clamped value;
+* with escape: an edge symbol means "this far or farther", and the distance e >= 0 beyond the edge follows
+  after all table symbols of the section, for each edge symbol in raster order, as an Exp-Golomb code
+  (Teuhola 1978) under uniform models: n = floor(log2(e + 1)) with Uniform(ESCAPE_BITS), then the n low
+  bits of e + 1 with Uniform(2**n). This is the bypass coding of overflow values of
+  tensorflow-compression's and CompressAI's entropy models, so that any value up to ESCAPE_LIMIT beyond
+  the edge is coded exactly, at about -log2 P(edge) + 4.6 + 2 log2(e + 1) bits. A value beyond even that is
+  clamped to it.
 """
 from __future__ import annotations
 
@@ -12,18 +26,23 @@ import functools
 
 import constriction
 import numpy as np
+import torch
 
 from ..errors import FormatError
 from .tables import Table
 
 _Categorical = constriction.stream.model.Categorical
+_Uniform = constriction.stream.model.Uniform
+ESCAPE_BITS = 24  # n in 0..23: constriction's uniform models hold fewer than 2**24 symbols
+ESCAPE_LIMIT = 2**ESCAPE_BITS - 2  # the largest distance beyond an edge that an escape codes
 
 
 class Coder:
     """Encodes and decodes symbol groups where each group uses one table of ``table``."""
 
-    def __init__(self, table: Table):
+    def __init__(self, table: Table, escape: bool = False):
         self.table = table
+        self.escape = escape
 
     @functools.lru_cache(maxsize=None)
     def _model(self, i: int):
@@ -36,14 +55,39 @@ class Coder:
         ends = np.append(starts[1:], len(order))
         return [(int(t), order[s:e]) for t, s, e in zip(tables, starts, ends)]
 
+    def _range(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        lo = self.table.offset[index]
+        return lo, lo + self.table.length[index] - 1
+
+    def clamp(self, values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Integer-valued ``values`` -> the values a decoder will get back (for a coder without escape:
+        clamped to the range of each element's table; with escape: to ESCAPE_LIMIT beyond it)."""
+        margin = ESCAPE_LIMIT if self.escape else 0
+        lo, hi = (torch.from_numpy(b).to(values.device) for b in self._range(index.cpu().numpy()))
+        return torch.maximum(torch.minimum(values, (hi + margin).to(values.dtype)), (lo - margin).to(values.dtype))
+
+    def _split(self, values: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Flat values -> (table symbols clamped into range, distances beyond the edge of the elements
+        at an edge, in raster order)."""
+        lo, hi = self._range(index)
+        symbols = np.clip(values, lo, hi)
+        at_edge = (symbols == lo) | (symbols == hi)
+        return symbols, np.abs(values - symbols)[at_edge]
+
     def encode(self, values: np.ndarray, index: np.ndarray) -> bytes:
-        """values: integer symbols (already clamped into their table's range); index: the table of each."""
+        """values: integer symbols, already passed through ``clamp``; index: the table of each."""
         values = values.ravel().astype(np.int64)
         index = index.ravel().astype(np.int64)
+        symbols, beyond = self._split(values, index) if self.escape else (values, None)
         encoder = constriction.stream.queue.RangeEncoder()
         for t, pos in self._groups(index):
-            symbols = (values[pos] - self.table.offset[t]).astype(np.int32)
-            encoder.encode(symbols, self._model(t))
+            encoder.encode((symbols[pos] - self.table.offset[t]).astype(np.int32), self._model(t))
+        if self.escape and len(beyond):
+            n, low = _exp_golomb(beyond)
+            encoder.encode(n.astype(np.int32), _Uniform(ESCAPE_BITS))
+            long = n > 0
+            if long.any():
+                encoder.encode(low[long].astype(np.int32), _Uniform(), (1 << n[long]).astype(np.int32))
         return encoder.get_compressed().astype("<u4").tobytes()
 
     def decode(self, data: bytes, index: np.ndarray) -> np.ndarray:
@@ -57,13 +101,33 @@ class Coder:
             decoder = constriction.stream.queue.RangeDecoder(words)
             for t, pos in self._groups(flat):
                 out[pos] = decoder.decode(self._model(t), len(pos)).astype(np.int64) + self.table.offset[t]
+            if self.escape:
+                lo, hi = self._range(flat)
+                edge = np.nonzero((out == lo) | (out == hi))[0]
+                if len(edge):
+                    n = decoder.decode(_Uniform(ESCAPE_BITS), len(edge)).astype(np.int64)
+                    low = np.zeros_like(n)
+                    long = n > 0
+                    if long.any():
+                        low[long] = decoder.decode(_Uniform(), (1 << n[long]).astype(np.int32))
+                    beyond = (1 << n) + low - 1
+                    out[edge] += np.where(out[edge] == lo[edge], -beyond, beyond)
         except Exception as e:  # constriction reports invalid data with various exception types
             raise FormatError(f"entropy-coded data cannot be decoded ({e}); the file is corrupt") from None
         return out.reshape(index.shape)
 
     def information_bits(self, values: np.ndarray, index: np.ndarray) -> float:
-        """-sum log2 P(symbol) under the tables: the rate the coder should reach."""
+        """-sum log2 P(symbol) under the tables, escapes included: the rate the coder should reach."""
         values = values.ravel().astype(np.int64)
         index = index.ravel().astype(np.int64)
-        p = self.table.pmf[index, values - self.table.offset[index]]
-        return float(-np.log2(np.maximum(p, 2.0**-24)).sum())
+        symbols, beyond = self._split(values, index) if self.escape else (values, np.zeros(0, np.int64))
+        p = self.table.pmf[index, symbols - self.table.offset[index]]
+        n, _ = _exp_golomb(beyond)
+        return float(-np.log2(np.maximum(p, 2.0**-24)).sum() + len(n) * np.log2(ESCAPE_BITS) + n.sum())
+
+
+def _exp_golomb(beyond: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distances e >= 0 -> (n = floor(log2(e + 1)), the n low bits of e + 1)."""
+    v = beyond.astype(np.int64) + 1
+    n = np.frexp(v.astype(np.float64))[1].astype(np.int64) - 1  # exact: v < 2**53
+    return n, v - (1 << n)

@@ -6,9 +6,10 @@ weights (tensorflow-compression's indexed entropy models; no ``update()`` step t
   round(y - mean) under the table that an integer *scale index* selects, so the mean only moves the
   reconstruction and can never change which table decodes a symbol.
 
-The probability mass beyond a table's range is folded into its edge symbols; values beyond the range
-are clamped by the codec before the reconstruction is computed, so encoder and decoder agree. The
-ranges are wide (tail mass 1e-12 for z; 8 sigma plus 16 for y), so clamping essentially never occurs.
+The probability mass beyond a table's range is folded into its edge symbols. The ranges are wide (tail
+mass 1e-12 for z; 8 sigma plus 16 for y), yet a model can still meet a value beyond them where it
+predicts a small scale wrongly; how such a value is coded (clamped, or escaped) is the coder's business
+(entropy/coder.py).
 """
 from __future__ import annotations
 
@@ -52,12 +53,6 @@ class Table:
 
     def probabilities(self, i: int) -> np.ndarray:
         return self.pmf[i, : self.length[i]]
-
-    def clamp(self, values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """Clamp integer-valued ``values`` into the range of the table each element uses."""
-        lo = torch.from_numpy(self.offset).to(values.device)[index]
-        hi = lo + torch.from_numpy(self.length - 1).to(values.device)[index]
-        return torch.maximum(torch.minimum(values, hi.to(values.dtype)), lo.to(values.dtype))
 
 
 def _pad(rows: list[np.ndarray]) -> np.ndarray:

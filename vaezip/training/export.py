@@ -29,6 +29,6 @@ def export(checkpoint: str | Path, output: str | Path, name: str, use_ema: bool 
     output = Path(output)
     tmp = output.with_suffix(".tmp")
     frozen = freeze(network, name, meta)
-    save_file(tmp, network, frozen.z_coder.table, frozen.y_coder.table, frozen.scale_thresholds, meta)
+    save_file(tmp, network, frozen.z_coder, frozen.y_coder, frozen.scale_thresholds, meta)
     tmp.replace(output)
     return hashlib.sha256(output.read_bytes()).hexdigest()

@@ -9,6 +9,8 @@ It holds everything needed to rebuild the model and code with it, so nothing is 
 * ``table/z/{pmf,offset,length}`` and ``table/y/{pmf,offset,length}``: the frozen coding tables;
   ``table/y/threshold``: the scale table in fixed point, against which the exact integer h_s
   (entropy/parameters.py) selects a table. The config's ``arch`` names the model class (models/).
+* ``table/escape``: 1 if values beyond a table's range are escape-coded (entropy/coder.py); absent in
+  the weights of msh64-r1 .. r4, whose coders clamp such values.
 
 New weights get a new name (``-r2``, ...), so that files written with older weights keep decoding while
 their model ships; a .vz file names its model and the hash of its weights file.
@@ -104,6 +106,7 @@ def load_file(path: Path | str, name: str | None = None, device: str | torch.dev
                      for k in arrays.files if k.startswith("param/")}
             z_table, y_table = _table(arrays, "table/z"), _table(arrays, "table/y")
             thresholds = arrays["table/y/threshold"].astype(np.int64)
+            escape = "table/escape" in arrays.files and bool(arrays["table/escape"])
         if len(thresholds) != len(y_table):
             raise ValueError("scale thresholds and y tables differ in length")
         network = build_model(config)
@@ -116,18 +119,19 @@ def load_file(path: Path | str, name: str | None = None, device: str | torch.dev
                          "re-export it with vaezip export") from None
     network.eval().requires_grad_(False).to(device)
     return LoadedModel(name or meta.get("name", path.stem), hashlib.sha256(raw).digest()[:16], network,
-                       Coder(z_table), Coder(y_table), thresholds, exact, meta)
+                       Coder(z_table, escape), Coder(y_table, escape), thresholds, exact, meta)
 
 
 def freeze(network: MeanScaleHyperprior, name: str, meta: dict | None = None) -> LoadedModel:
-    """A coding model straight from a trained network (tables frozen now, in memory): what export
-    writes, without the file. Used by validation during training."""
+    """A coding model straight from a trained network (tables frozen now, in memory, with escape
+    coding): what export writes, without the file. Used by validation during training."""
     from ..entropy.parameters import scale_thresholds
     from ..entropy.priors import scale_table
     from ..entropy.tables import y_table, z_table
 
     network = network.eval().requires_grad_(False)
-    return LoadedModel(name, b"\0" * 16, network, Coder(z_table(network.z_prior)), Coder(y_table()),
+    return LoadedModel(name, b"\0" * 16, network, Coder(z_table(network.z_prior), True),
+                       Coder(y_table(), True),
                        scale_thresholds(scale_table()), ExactEntropyParameters(network), meta or {})
 
 
@@ -151,7 +155,7 @@ def load_model(name: str = DEFAULT_MODEL, device: str | None = None) -> LoadedMo
     return load_file(path, name, device)
 
 
-def save_file(path: Path | str, network: MeanScaleHyperprior, z_table: Table, y_table: Table,
+def save_file(path: Path | str, network: MeanScaleHyperprior, z_coder: Coder, y_coder: Coder,
               scale_thresholds: np.ndarray, meta: dict) -> None:
     """Write a weights file (used by export). The network must already hold the float16-rounded values."""
     arrays = {
@@ -160,10 +164,14 @@ def save_file(path: Path | str, network: MeanScaleHyperprior, z_table: Table, y_
     }
     for k, v in network.state_dict().items():
         arrays[f"param/{k}"] = v.detach().cpu().numpy().astype(np.float16)
-    for prefix, table in (("table/z", z_table), ("table/y", y_table)):
-        arrays[f"{prefix}/pmf"] = table.pmf
-        arrays[f"{prefix}/offset"] = table.offset
-        arrays[f"{prefix}/length"] = table.length
+    for prefix, coder in (("table/z", z_coder), ("table/y", y_coder)):
+        arrays[f"{prefix}/pmf"] = coder.table.pmf
+        arrays[f"{prefix}/offset"] = coder.table.offset
+        arrays[f"{prefix}/length"] = coder.table.length
+    if z_coder.escape != y_coder.escape:
+        raise ValueError("z and y coders must agree on escape coding")
+    if y_coder.escape:
+        arrays["table/escape"] = np.array(1, dtype=np.uint8)
     arrays["table/y/threshold"] = np.asarray(scale_thresholds, dtype=np.int64)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
