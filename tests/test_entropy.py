@@ -103,7 +103,7 @@ def test_escape_codes_values_beyond_the_tables_exactly(ytab):
     assert np.array_equal(coder.decode(data, idx), vals)
     info = coder.information_bits(vals, idx)
     assert info <= len(data) * 8 <= info + 64
-    # an escape costs the edge symbol plus 4.6 + 2 log2(e + 1) bits: far more than a value inside
+    # an escape costs the edge symbol plus 4.6 + log2(e + 1) bits: far more than a value inside
     inside = np.zeros_like(vals)
     assert info > coder.information_bits(inside, idx) + 8 * 4.5
 

@@ -17,7 +17,7 @@ model (its weights file says which; ``Coder.escape``):
   (Teuhola 1978) under uniform models: n = floor(log2(e + 1)) with Uniform(ESCAPE_BITS), then the n low
   bits of e + 1 with Uniform(2**n). This is the bypass coding of overflow values of
   tensorflow-compression's and CompressAI's entropy models, so that any value up to ESCAPE_LIMIT beyond
-  the edge is coded exactly, at about -log2 P(edge) + 4.6 + 2 log2(e + 1) bits. A value beyond even that is
+  the edge is coded exactly, at about -log2 P(edge) + 4.6 + log2(e + 1) bits. A value beyond even that is
   clamped to it.
 """
 from __future__ import annotations

@@ -22,7 +22,8 @@ All integers are little-endian. A file is a header followed by its sections::
 Section kinds: 1 = z, the hyper-latent; 2 = y, the latent (with a checkerboard context model: its anchors,
 row + column even); 3 = y2, the non-anchors of a checkerboard model, coded with tables that depend on the
 decoded anchors. Which sections a file needs follows from its model. Each holds constriction range-coder
-words (u32, little-endian), so its length is a multiple of 4.
+words (u32, little-endian), so its length is a multiple of 4. The symbols in a section, and for models with
+escape coding the escapes after them, are specified in entropy/coder.py.
 
 The symbol checksum lets a decoder that computed different probabilities than the encoder report it
 instead of returning garbage. A reader must check, in this order and before allocating anything
