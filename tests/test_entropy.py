@@ -78,6 +78,21 @@ def test_golden_bitstream():
 GOLDEN_HEX = "9f3ba2556fb9c093"
 
 
+def test_golden_bitstream_with_escapes():
+    """Pins the escape layout (entropy/coder.py): edge symbols, then n and the low bits, after the table
+    symbols. Values at an edge (3, 6 at index 1) and beyond both edges of both tables."""
+    table = Table(np.array([[1, 2, 4, 8, 4, 2, 1], [1, 1, 1, 1, 1, 1, 1]]) / np.array([[22], [7]]),
+                  offset=[-3, 0], length=[7, 7])
+    idx = np.array([0, 1, 0, 0, 1, 1, 0, 1, 0, 0, 0, 1])
+    vals = np.array([0, 9, -40, 3, -1000, 2, 1, 6, -1, 0, 2, 4])
+    data = Coder(table, escape=True).encode(vals, idx)
+    assert data.hex() == GOLDEN_ESCAPE_HEX
+    assert np.array_equal(Coder(table, escape=True).decode(data, idx), vals)
+
+
+GOLDEN_ESCAPE_HEX = "a13ba255346c8a108ea1ec39"
+
+
 def test_without_escape_values_are_clamped_into_their_table(ytab):
     vals = torch.tensor([10**6, -(10**6), 0])
     idx = torch.tensor([0, 0, 0])
