@@ -111,30 +111,39 @@ def test_symbol_checksum_catches_a_decoder_that_disagrees(model, monkeypatch):
         decode_array(data, model)
 
 
-def test_latents_beyond_the_tables_are_counted_as_clipped(photos, model, monkeypatch):
-    img = photos["astronaut"]
-    assert encode_array(img, "RGB", 50, model).clipped == 0
+def _with_escape(model, escape: bool):
+    return dataclasses.replace(model, z_coder=Coder(model.z_coder.table, escape),
+                               y_coder=Coder(model.y_coder.table, escape))
+
+
+def _huge_latents(model, monkeypatch):
     real = model.network.analyse
     monkeypatch.setattr(model.network, "analyse", lambda *a, **k: tuple(v * 1000 for v in real(*a, **k)))
-    res = encode_array(img, "RGB", 50, model)
-    assert res.clipped > 0
-    decode_array(res.data, model)  # the file still decodes: clipped values are coded as the nearest in range
 
 
-def test_a_model_with_escape_coding_codes_latents_beyond_the_tables_exactly(photos, model, monkeypatch):
-    """Models exported since msh64-r5 escape-code such values (entropy/coder.py): nothing is clipped, the
-    decoder's symbols match the encoder's (the symbol checksum), the file is as large as estimated."""
-    escaping = dataclasses.replace(model, z_coder=Coder(model.z_coder.table, escape=True),
-                                   y_coder=Coder(model.y_coder.table, escape=True))
+def test_without_escape_latents_beyond_the_tables_are_counted_as_clipped(photos, model, monkeypatch):
+    """msh64-r1 .. r4 clamp such values (entropy/coder.py)."""
+    clamping = _with_escape(model, False)
     img = photos["astronaut"][:128, :192]
-    plain = encode_array(img, "RGB", 50, escaping)
-    assert plain.data == encode_array(img, "RGB", 50, model).data  # nothing beyond the tables: same bytes
-    real = model.network.analyse
-    monkeypatch.setattr(model.network, "analyse", lambda *a, **k: tuple(v * 1000 for v in real(*a, **k)))
-    res = encode_array(img, "RGB", 50, escaping)
+    assert encode_array(img, "RGB", 50, clamping).clipped == 0
+    _huge_latents(model, monkeypatch)
+    res = encode_array(img, "RGB", 50, clamping)
+    assert res.clipped > 0
+    decode_array(res.data, clamping)  # the file still decodes: clipped values are coded as the nearest in range
+
+
+def test_the_default_model_codes_latents_beyond_the_tables_exactly(photos, model, monkeypatch):
+    """Models exported since msh64-r5 escape-code such values: nothing is clipped, the decoder's symbols
+    match the encoder's (the symbol checksum), the file is as large as estimated."""
+    assert model.y_coder.escape and model.z_coder.escape
+    img = photos["astronaut"][:128, :192]
+    plain = encode_array(img, "RGB", 50, model)
+    assert plain.data == encode_array(img, "RGB", 50, _with_escape(model, False)).data  # nothing beyond: same bytes
+    _huge_latents(model, monkeypatch)
+    res = encode_array(img, "RGB", 50, model)
     assert res.clipped == 0 and len(res.data) > 4 * len(plain.data)
     assert abs(len(res.data) * 8 - res.estimated_bits) < 0.01 * res.estimated_bits + 8 * 200
-    decode_array(res.data, escaping)
+    decode_array(res.data, model)
 
 
 def test_decompression_bomb_limit(model):

@@ -56,9 +56,12 @@ _ENTRIES = (
     ZooEntry("msh64-r4", "msh64-r4.npz",
              "af6756928748e64dfa12b6dda0f80936f1eb6860871b09b2d773fe156ab80b9f",
              "mean-scale hyperprior, N=64 M=192 (grown from M=96), gain units, variable rate; trained on CPU"),
+    ZooEntry("msh64-r5", "msh64-r5.npz",
+             "0cf1894b253fc2cd921c22bbca2c8661197dd4598659867ec48c5bdc20eed582",
+             "mean-scale hyperprior, N=64 M=192 (grown from M=96), gain units, variable rate; trained on CPU"),
 )
 REGISTRY: dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}
-DEFAULT_MODEL = "msh64-r4"
+DEFAULT_MODEL = "msh64-r5"
 
 
 @dataclass
