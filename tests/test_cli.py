@@ -55,6 +55,15 @@ def test_compress_warns_when_latents_are_clipped(workdir, monkeypatch):
     assert r.exit_code == 0 and "warning" not in r.output and Path("escaped.vz").exists()
 
 
+def test_refine_option(workdir):
+    r = run("compress", "photo.png", "-o", "refined.vz", "--refine", "3")
+    assert r.exit_code == 0, r.output
+    assert run("decompress", "refined.vz", "-o", "refined.png").exit_code == 0
+    assert Image.open("refined.png").size == (90, 70)
+    r = run("compress", "photo.png", "-o", "bad.vz", "--refine", "-1")
+    assert r.exit_code == 2 and not Path("bad.vz").exists()
+
+
 def test_quality_and_output_options(workdir):
     assert run("compress", "photo.png", "-q", "10", "-o", "low.vz", "--verify").exit_code == 0
     assert run("compress", "photo.png", "-q", "90", "-o", "high.vz").exit_code == 0

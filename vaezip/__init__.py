@@ -13,20 +13,22 @@ from .zoo import DEFAULT_MODEL, REGISTRY, load_model
 __version__ = "0.1.0"
 
 
-def compress(image, quality: float = DEFAULT_QUALITY, model: str = DEFAULT_MODEL) -> bytes:
+def compress(image, quality: float = DEFAULT_QUALITY, model: str = DEFAULT_MODEL, refine: int = 0) -> bytes:
     """Compress an image to .vz bytes.
 
     Args:
         image: a PIL image, an HxWx3 (or HxW grayscale) uint8 array, or a path.
         quality: 0..100, higher is better (continuous).
         model: the name of a shipped model (``vaezip.REGISTRY``).
+        refine: optimizer steps of encode-time refinement of the latents (0: none; 20 makes files
+            smaller at the same quality for about 1 s per step per 0.4 MP); decoding is unchanged.
     Returns:
         the bytes of a .vz file.
     Raises:
         ImageError, ModelError, ValueError (quality out of range).
     """
     array, mode = _image.from_input(image)
-    return encode_array(array, mode, quality, model).data
+    return encode_array(array, mode, quality, model, refine=refine).data
 
 
 def decompress(data: bytes, max_pixels: int | None = _image.MAX_PIXELS) -> Image.Image:

@@ -105,7 +105,11 @@ def main() -> None:
 @click.option("-m", "--model", default=None, help="Shipped model to use (see `vaezip models`).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--verify", is_flag=True, help="Decode each result and check it before anything is written.")
-def compress(inputs, quality, output, model, force, verify):
+@click.option("--refine", type=click.IntRange(0, 1000), default=0, show_default=True, metavar="STEPS",
+              help="Refine the latents for this image with STEPS optimizer steps: smaller files at the same "
+                   "quality for much slower encoding (20: about 20 s and 0.4 GB more per 0.4 MP on one core). "
+                   "Decoding is unchanged.")
+def compress(inputs, quality, output, model, force, verify, refine):
     """Compress images to .vz files."""
     from .codec import DEFAULT_QUALITY, decode_array, encode_array
     from .zoo import DEFAULT_MODEL, load_model
@@ -123,7 +127,7 @@ def compress(inputs, quality, output, model, force, verify):
         if not force and dst.exists():
             raise OutputError(f"{dst} exists; pass --force to overwrite it")
         array, mode = vzimage.load(src)
-        res = encode_array(array, mode, quality, loaded)
+        res = encode_array(array, mode, quality, loaded, refine=refine)
         if verify:  # raises DecodeMismatchError if the symbols do not come back
             decoded, _ = decode_array(res.data, loaded)
             if decoded.shape != array.shape:

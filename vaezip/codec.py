@@ -29,6 +29,7 @@ from .errors import DecodeMismatchError, FormatError, ImageError, ModelError
 from .format.container import SECTION_NAMES, SECTION_Y, SECTION_Y2, SECTION_Z
 from .models.checkerboard import anchor_mask
 from .models.hyperprior import STRIDE_Z
+from .refine import refine_latents
 from .zoo import DEFAULT_MODEL, LoadedModel, load_model
 
 DEFAULT_QUALITY = 75.0
@@ -153,13 +154,17 @@ def _ieee_float32():
 @torch.inference_mode()
 @_ieee_float32()
 def encode_array(array: np.ndarray, mode: str = "RGB", quality: float = DEFAULT_QUALITY,
-                 model: LoadedModel | str = DEFAULT_MODEL, max_pixels: int | None = vzimage.MAX_PIXELS) -> EncodeResult:
-    """HxWx3 uint8 -> .vz bytes. Raises VaezipError subclasses for bad arguments."""
+                 model: LoadedModel | str = DEFAULT_MODEL, max_pixels: int | None = vzimage.MAX_PIXELS,
+                 refine: int = 0) -> EncodeResult:
+    """HxWx3 uint8 -> .vz bytes. ``refine``: steps of encode-time latent refinement (refine.py; 0: none).
+    Raises VaezipError subclasses for bad arguments."""
     start = time.perf_counter()
     if isinstance(model, str):
         model = load_model(model)
     if not 0 <= float(quality) <= 100:
         raise ValueError(f"quality {quality} is outside 0..100")
+    if refine < 0:
+        raise ValueError(f"refine {refine} is negative")
     height, width = array.shape[:2]
     if height < 1 or width < 1:
         raise ImageError(f"image of {width}x{height} pixels is empty")
@@ -171,6 +176,8 @@ def encode_array(array: np.ndarray, mode: str = "RGB", quality: float = DEFAULT_
     t = rate_level(model, quality).to(dev)
     x = vzimage.pad(vzimage.to_tensor(array, dev), STRIDE_Z)
     y, z = net.analyse(x, t, tile=ENCODE_TILE)
+    if refine:
+        y, z = refine_latents(net, x, y, z, t, refine, height, width)
     z_idx = _z_index(model, z.shape).to(dev)
     z_round = torch.round(z)
     z_sym = model.z_coder.clamp(z_round, z_idx)

@@ -94,6 +94,7 @@ def _table(arrays, prefix: str) -> Table:
     return Table(arrays[f"{prefix}/pmf"], arrays[f"{prefix}/offset"], arrays[f"{prefix}/length"])
 
 
+@torch.inference_mode(False)  # ordinary tensors even when called under inference mode: refine.py needs autograd
 def load_file(path: Path | str, name: str | None = None, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a weights file (shipped or exported by ``vaezip export``). Raises ModelError."""
     path = Path(path)
