@@ -107,7 +107,7 @@ def main() -> None:
 @click.option("--verify", is_flag=True, help="Decode each result and check it before anything is written.")
 @click.option("--refine", type=click.IntRange(0, 1000), default=0, show_default=True, metavar="STEPS",
               help="Refine the latents for this image with STEPS optimizer steps: smaller files at the same "
-                   "quality for much slower encoding (20: about 20 s and 0.4 GB more per 0.4 MP on one core). "
+                   "quality for much slower encoding (20: about 20 s and 0.3 GB more per 0.4 MP on one core). "
                    "Decoding is unchanged.")
 def compress(inputs, quality, output, model, force, verify, refine):
     """Compress images to .vz files."""
