@@ -164,6 +164,8 @@ def test_refinement_lowers_the_real_rate_distortion_cost(photos, model):
     assert encode_array(img, "RGB", 60, model, refine=10).data == refined.data
     with pytest.raises(ValueError):
         encode_array(img, "RGB", 60, model, refine=-1)
+    with pytest.raises(ImageError, match="too large to refine"):
+        encode_array(np.zeros((4001, 4000, 3), dtype=np.uint8), "RGB", 60, model, refine=1)
 
 
 def test_refine_through_the_public_api_loads_a_model_that_autograd_can_use():

@@ -18,6 +18,9 @@ from .models import MeanScaleHyperprior
 
 #: Adam's step size on the latents, decayed linearly to zero over the steps.
 REFINE_LR = 1e-2
+#: Refinement back-propagates through g_s over the whole image (0.6-0.8 GB per MP on the CPU); larger
+#: images are refused rather than run out of memory.
+REFINE_MAX_PIXELS = 16_000_000
 
 
 def refine_latents(net: MeanScaleHyperprior, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor,
