@@ -76,3 +76,15 @@ def test_a_missing_codec_is_skipped_with_a_note(monkeypatch, tmp_path):
     assert q.get_nowait() == ("unavailable", "pillow-heif is not installed")
     result = bench_run.summarise(cfg, [], {}, {}, {"heic": "pillow-heif is not installed"}, {})
     assert "| heic | skipped: pillow-heif is not installed |" in bench_run.markdown(result)
+
+
+def test_vaezip_refine_is_a_curve_of_its_own():
+    """The slow encoder (--refine) is benchmarked as its own codec, cached apart from the plain one."""
+    from vaezip.bench import run as bench_run
+
+    cfg = bench_run.BenchConfig(images=".", out=".", vaezip_refine=2)
+    plain, refined = bench_run._build("vaezip", cfg), bench_run._build("vaezip-refine", cfg)
+    assert refined.name == plain.name + " refine 2" and refined.version != plain.version
+    assert refined.options["refine"] == 2 and "refine" not in plain.options
+    img = synthetic(32, 48)
+    assert refined.decode(refined.encode(img, 50)).shape == img.shape

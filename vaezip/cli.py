@@ -303,8 +303,10 @@ def export(checkpoint, output, name, raw):
               help="JSON of published curves to plot and compare (benchmarks/reference/compressai-kodak.json).")
 @click.option("--model", default=None, help="vaezip model to measure (default: the default model).")
 @click.option("--weights", type=click.Path(exists=True, path_type=Path), help="Measure an exported weights file instead.")
+@click.option("--refine", type=click.IntRange(1, 1000), default=20, show_default=True, metavar="STEPS",
+              help="Refinement steps of the vaezip-refine codec (add it to --codecs; slow).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Use only the first N images.")
-def bench(images, out, codecs, anchor, reference, model, weights, limit):
+def bench(images, out, codecs, anchor, reference, model, weights, refine, limit):
     """Rate–distortion benchmark of vaezip and the classical codecs on a folder of images."""
     try:
         from .bench.codecs import FACTORIES
@@ -322,7 +324,7 @@ def bench(images, out, codecs, anchor, reference, model, weights, limit):
         sys.exit(1)
     cfg = BenchConfig(images=str(images), out=str(out), codecs=keys, anchor=anchor,
                       reference=str(reference) if reference else None, vaezip_model=model,
-                      vaezip_weights=str(weights) if weights else None, limit=limit)
+                      vaezip_weights=str(weights) if weights else None, vaezip_refine=refine, limit=limit)
     try:
         result = run(cfg, log=click.echo, progress=lambda **kw: click.progressbar(**kw, file=sys.stderr))
     except (VaezipError, FileNotFoundError) as e:

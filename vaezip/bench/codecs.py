@@ -97,7 +97,9 @@ def jpegxl() -> Codec:
                       lambda q: {"quality": int(q)})
 
 
-def vaezip_codec(model: str | None = None, weights: str | None = None) -> Codec:
+def vaezip_codec(model: str | None = None, weights: str | None = None, refine: int = 0) -> Codec:
+    """vaezip with a shipped model or a weights file; ``refine`` > 0: the slow encoder that refines the
+    latents of each image (``vaezip compress --refine``), a separate curve."""
     import torch
 
     import vaezip
@@ -106,14 +108,16 @@ def vaezip_codec(model: str | None = None, weights: str | None = None) -> Codec:
 
     torch.set_num_threads(1)
     loaded = load_file(weights) if weights else vaezip.load_model(model or vaezip.DEFAULT_MODEL, "cpu")
-    return Codec(f"vaezip {loaded.name}", [0, 15, 30, 45, 60, 75, 90, 100],
-                 lambda a, q: encode_array(a, "RGB", q, loaded).data,
+    suffix = f" refine {refine}" if refine else ""
+    return Codec(f"vaezip {loaded.name}{suffix}", [0, 15, 30, 45, 60, 75, 90, 100],
+                 lambda a, q: encode_array(a, "RGB", q, loaded, refine=refine).data,
                  lambda d: decode_array(d, loaded)[0],
-                 f"vaezip {vaezip.__version__}, weights {loaded.weights_hash.hex()[:12]}",
-                 {"model": loaded.name, "threads": 1, **{k: loaded.meta.get(k) for k in ("step", "cpu_hours")}})
+                 f"vaezip {vaezip.__version__}, weights {loaded.weights_hash.hex()[:12]}{suffix}",
+                 {"model": loaded.name, "threads": 1, **({"refine": refine} if refine else {}),
+                  **{k: loaded.meta.get(k) for k in ("step", "cpu_hours")}})
 
 
 FACTORIES: dict[str, Callable[[], Codec]] = {
     "jpeg": jpeg, "webp": webp, "jpeg2000": jpeg2000, "avif": avif, "heic": heic, "jpegxl": jpegxl,
-    "vaezip": vaezip_codec,
+    "vaezip": vaezip_codec, "vaezip-refine": vaezip_codec,
 }

@@ -36,6 +36,7 @@ class BenchConfig:
     reference: str | None = None
     vaezip_model: str | None = None
     vaezip_weights: str | None = None
+    vaezip_refine: int = 20  # steps of the vaezip-refine codec
     limit: int | None = None
 
 
@@ -45,8 +46,9 @@ def image_list(folder: str, limit: int | None = None) -> list[Path]:
 
 
 def _build(key: str, cfg: BenchConfig) -> codec_registry.Codec:
-    if key == "vaezip":
-        return codec_registry.vaezip_codec(cfg.vaezip_model, cfg.vaezip_weights)
+    if key in ("vaezip", "vaezip-refine"):
+        return codec_registry.vaezip_codec(cfg.vaezip_model, cfg.vaezip_weights,
+                                           cfg.vaezip_refine if key == "vaezip-refine" else 0)
     return codec_registry.FACTORIES[key]()
 
 
@@ -255,7 +257,7 @@ def plot(result: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
     for key, c in result["curves"].items():
         r = [p["bpp"] for p in c["points"]]
-        style = dict(marker="o", ms=3, lw=2.2 if key == "vaezip" else 1.2)
+        style = dict(marker="o", ms=3, lw=2.2 if key.startswith("vaezip") else 1.2)
         axes[0].plot(r, [p["psnr"] for p in c["points"]], label=c["name"], **style)
         axes[1].plot(r, [_msssim_db(p["ms_ssim"]) for p in c["points"]], label=c["name"], **style)
     for key, v in result["reference"].items():
