@@ -6,7 +6,10 @@ by minimising the model's own rate–distortion loss over the latents y' and z',
 (Campos et al. 2019, "Content adaptive optimization for neural image compression"; Yang, Bamler & Mandt
 2020, "Improving inference for neural image compression"). The loss is the training loss at the image's
 rate level: additive noise for the rate, rounding with a straight-through gradient into the synthesis.
-The file format and the decoder are unchanged: every decoder decodes refined files.
+The file format and the decoder are unchanged: every decoder decodes refined files. The rate is the
+hyperprior's alone (for a checkerboard model too, whose context would only lower it further), and the
+coder's exact integer parameters are not involved: refinement only moves the latents that the ordinary
+encoder then rounds and codes.
 """
 from __future__ import annotations
 
