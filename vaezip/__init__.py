@@ -25,7 +25,7 @@ def compress(image, quality: float = DEFAULT_QUALITY, model: str = DEFAULT_MODEL
     Returns:
         the bytes of a .vz file.
     Raises:
-        ImageError, ModelError, ValueError (quality out of range).
+        ImageError, ModelError, ValueError (quality out of range, negative refine).
     """
     array, mode = _image.from_input(image)
     return encode_array(array, mode, quality, model, refine=refine).data
