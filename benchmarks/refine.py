@@ -78,10 +78,9 @@ def main() -> None:
         pts = curves[str(steps)]["points"]
         args_bd = ([p["bpp"] for p in base], [p["psnr"] for p in base],
                    [p["bpp"] for p in pts], [p["psnr"] for p in pts])
-        curves[str(steps)]["bd_rate_vs_first"] = bd_rate(*args_bd)
-        curves[str(steps)]["bd_psnr_vs_first"] = bd_quality(*args_bd)
-        print(f"steps {steps} against {steps_list[0]}: BD-rate {bd_rate(*args_bd):+.2f} %, "
-              f"BD-PSNR {bd_quality(*args_bd):+.3f} dB")
+        rate, quality = bd_rate(*args_bd), bd_quality(*args_bd)
+        curves[str(steps)].update(bd_rate_vs_first=rate, bd_psnr_vs_first=quality)
+        print(f"steps {steps} against {steps_list[0]}: BD-rate {rate:+.2f} %, BD-PSNR {quality:+.3f} dB")
     out = {"model": model.name, "images": [n for n, *_ in images], "source": "heldout" if args.heldout else str(folder),
            "refine_lr": REFINE_LR, "threads": 1, "curves": curves}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -39,9 +39,6 @@ def refine_latents(net: MeanScaleHyperprior, x: torch.Tensor, y: torch.Tensor, z
     gen = torch.Generator(device=y.device).manual_seed(seed)
     lam = float(net.config.lam(t.float()).item())
 
-    def noisy(v):
-        return v + torch.rand(v.shape, generator=gen, device=v.device, dtype=v.dtype) - 0.5
-
     # The codec runs under inference_mode; its tensors are cloned into ordinary ones for autograd.
     with torch.inference_mode(False), torch.enable_grad():
         target, t = x[..., :height, :width].clone(), t.clone()
@@ -54,8 +51,8 @@ def refine_latents(net: MeanScaleHyperprior, x: torch.Tensor, y: torch.Tensor, z
             mean, scale = net.hyper_parameters(quantize.round_ste(z), t)
             y_hat = quantize.round_ste(y - mean) + mean
             x_hat = net.synthesise(y_hat, t)[..., :height, :width]
-            bits = -(gaussian_likelihood(noisy(y) - mean, scale).log2().sum()
-                     + net.z_prior.likelihood(noisy(z)).log2().sum())
+            bits = -(gaussian_likelihood(quantize.noisy(y, gen) - mean, scale).log2().sum()
+                     + net.z_prior.likelihood(quantize.noisy(z, gen)).log2().sum())
             loss = lam * 255**2 * torch.mean((x_hat - target) ** 2) + bits / (height * width)
             opt.zero_grad(set_to_none=True)
             loss.backward()

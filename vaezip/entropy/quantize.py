@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 
 
-def noisy(x: torch.Tensor) -> torch.Tensor:
+def noisy(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """x + u, u ~ U(-1/2, 1/2): a sample of the posterior q(y_tilde | x)."""
-    return x + torch.empty_like(x).uniform_(-0.5, 0.5)
+    return x + torch.empty_like(x).uniform_(-0.5, 0.5, generator=generator)
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
