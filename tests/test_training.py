@@ -14,8 +14,8 @@ from vaezip.models import ModelConfig, build_model
 from vaezip.training.data import DatasetError
 from vaezip.training.export import export
 from vaezip.training.grow import GrowError, can_grow, grow
-from vaezip.training.loop import (CheckpointError, DeviceError, TrainConfig, load_checkpoint, lr_at,
-                                  select_device, train)
+from vaezip.training.loop import (CheckpointError, DeviceError, TrainConfig, _StopRequest, _ValidationStopped,
+                                  load_checkpoint, lr_at, select_device, train)
 
 from conftest import synthetic
 
@@ -174,6 +174,54 @@ def test_two_processes_with_gloo_through_torchrun(data_dir, tmp_path):
         env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "resumed" in proc.stdout and load_checkpoint(run / "checkpoint.pt")["step"] == 5
+
+
+def test_a_distributed_run_stopped_on_one_rank_saves(data_dir, tmp_path):
+    """SIGTERM to one worker of a torchrun job stops both processes at the same step, and they save
+    together. A rank that left in the middle of a step used to leave the other waiting in a collective
+    until torchrun killed both, unsaved."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if not Path(f"/proc/{os.getpid()}/environ").exists():
+        pytest.skip("finds the workers through /proc")
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "vaezip",
+         "train", str(data_dir), "--run-dir", str(run), "--steps", "1000000", "--batch", "2", "--patch", "64",
+         "--channels", "8", "--latent-channels", "12", "--validate", str(tmp_path / "none"), "--device", "cpu"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in proc.stdout:  # the first progress line: both processes are training
+            if line.startswith("step "):
+                break
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        rank1 = next(int(c) for c in children if b"\0RANK=1\0" in Path(f"/proc/{c}/environ").read_bytes())
+        os.kill(rank1, signal.SIGTERM)
+        out = proc.communicate(timeout=120)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and "saved" in out, out[-2000:]
+    ck = load_checkpoint(run / "checkpoint.pt")
+    assert ck["step"] >= 100 and len(ck["rng"]) == 2
+
+
+def test_stop_requests():
+    """A single process exits at once (its finally clause saves); a distributed one sets a flag that the
+    ranks combine, and cuts a running validation short."""
+    single = _StopRequest(immediate=True)
+    with pytest.raises(SystemExit):
+        single()
+    ranked = _StopRequest(immediate=False)
+    ranked()
+    assert ranked.requested
+    ranked.validating = True
+    with pytest.raises(_ValidationStopped):
+        ranked()
 
 
 def test_a_new_run_can_start_from_exported_weights(data_dir, tmp_path):

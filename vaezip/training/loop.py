@@ -189,6 +189,32 @@ class _Progress:
             self.log(f"step {step} {text}")
 
 
+class _ValidationStopped(Exception):
+    """A stop request cut a running validation short (the run then stops and saves)."""
+
+
+class _StopRequest:
+    """What SIGTERM (``kill``, or torchrun passing a stop on) does to a training run.
+
+    A single process exits at once, through the loop's ``finally`` clause, which saves. The processes of a
+    distributed run must stop together: saving gathers every rank's random state, and a rank that left in
+    the middle of a step would leave the others waiting in a collective until torchrun kills them all, so
+    that nothing is saved. There the signal only sets a flag, which the ranks combine after every step;
+    a validation running on rank 0 is cut short, since torchrun waits only 30 s before it kills."""
+
+    def __init__(self, immediate: bool):
+        self.immediate = immediate
+        self.requested = False
+        self.validating = False
+
+    def __call__(self, *_):
+        self.requested = True
+        if self.immediate:
+            sys.exit(143)
+        if self.validating:
+            raise _ValidationStopped("stopped by a signal")
+
+
 def _main_thread() -> bool:
     import threading
 
@@ -296,8 +322,10 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
     progress = _Progress(log, cfg.steps)
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     model.train()
-    # `kill` (SIGTERM) ends the run like Ctrl-C: through the finally clause, which saves.
-    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143)) if _main_thread() else None
+    # `kill` (SIGTERM) ends the run like Ctrl-C: it saves (see _StopRequest).
+    stop = _StopRequest(immediate=not distributed)
+    previous = signal.signal(signal.SIGTERM, stop) if _main_thread() else None
+    agreed = not distributed  # a distributed run saves at the end only when its processes stopped together
     try:
         while step < cfg.steps:
             lr = lr_at(step, cfg)
@@ -319,7 +347,15 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
             for k, v in (("loss", loss), ("bpp", bpp), ("psnr", psnr)):
                 acc[k] += float(v.detach())
             acc["n"] += 1
-            if step % cfg.log_every == 0 or step == cfg.steps:
+            log_step = step % cfg.log_every == 0 or step == cfg.steps
+            save_due = log_step and time.monotonic() - last_save > cfg.save_every_s
+            if distributed:  # rank 0's clock decides the saves, any rank's signal the stop
+                flags = torch.tensor([float(stop.requested), float(save_due)], device=device)
+                dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+                if flags[0]:
+                    break
+                save_due = bool(flags[1])
+            if log_step:
                 now, cpu_now = time.monotonic(), time.process_time()
                 cpu_s += (cpu_now - cpu_log) * world  # CPU time of all processes, assumed alike
                 rec = {"step": step, "cpu_hours": round(cpu_s / 3600, 4), "lr": lr,
@@ -328,13 +364,18 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
                 if main_process and cfg.validate and now - last_validation > cfg.validate_every_s:
                     last_validation = time.monotonic()
                     try:
+                        stop.validating = True
                         rec["validation"] = validate(ema, cfg.validate, cfg.validate_qualities)
+                    except _ValidationStopped:
+                        log(f"validation at step {step} cut short: the run stops")
                     except Exception as e:  # monitoring must never end a training run
                         rec["validation_error"] = f"{e.__class__.__name__}: {e}"
                         log(f"validation at step {step} failed ({rec['validation_error']}); training goes on")
                     else:
                         log(f"validation at step {step}: " + ", ".join(
                             f"{k}: {v['bpp']:.3f} bpp {v['psnr_rgb']:.2f} dB" for k, v in rec["validation"].items()))
+                    finally:
+                        stop.validating = False
                 if log_file:
                     log_file.write(json.dumps(rec) + "\n")
                     log_file.flush()
@@ -342,15 +383,20 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
                                f"lr {lr:.2e} {rec['images_per_s']:.1f} img/s {rec['cpu_hours']:.2f} CPU-h")
                 acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "n": 0}
                 t_log, cpu_log = time.monotonic(), time.process_time()
-                if now - last_save > cfg.save_every_s:
-                    save()
-                    last_save = now
+            if save_due:
+                save()
+                last_save = time.monotonic()
+        agreed = True
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-        save()
+        cpu_s += (time.process_time() - cpu_log) * world  # the steps since the last log line count too
+        if agreed:
+            save()
+            log(f"saved {ckpt_path} at step {step}")
+        else:  # an error on one rank: the others are not saving with it, and the last save stands
+            log(f"not saved at step {step}: the processes did not stop together")
         if log_file:
             log_file.close()
-        log(f"saved {ckpt_path} at step {step}")
-        if distributed:
+        if distributed and agreed:
             dist.destroy_process_group()
