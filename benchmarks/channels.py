@@ -39,7 +39,7 @@ def usage(net, images, level: float) -> dict:
 
 
 def main() -> None:
-    per_level_main(usage)
+    per_level_main(lambda net, images, level, _: usage(net, images, level))
 
 
 if __name__ == "__main__":
