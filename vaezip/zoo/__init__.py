@@ -59,9 +59,12 @@ _ENTRIES = (
     ZooEntry("msh64-r5", "msh64-r5.npz",
              "0cf1894b253fc2cd921c22bbca2c8661197dd4598659867ec48c5bdc20eed582",
              "mean-scale hyperprior, N=64 M=192 (grown from M=96), gain units, variable rate; trained on CPU"),
+    ZooEntry("msh64-r6", "msh64-r6.npz",
+             "47e3e1db068e6e99c446ed876fe20bcdcc91c4cdfad0260d4ebe1cb91b0842d9",
+             "mean-scale hyperprior, N=64 M=192 (grown from M=96), gain units, variable rate; trained on CPU"),
 )
 REGISTRY: dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}
-DEFAULT_MODEL = "msh64-r5"
+DEFAULT_MODEL = "msh64-r6"
 
 
 @dataclass
