@@ -10,10 +10,9 @@ The M=192 model grown from M=96 used about 100 channels at every level; see benc
 from __future__ import annotations
 
 import torch
-from context_potential import per_level_main  # the script's folder is on sys.path
+from context_potential import coded_latents, per_level_main  # the script's folder is on sys.path
 
 from vaezip.entropy.priors import gaussian_likelihood
-from vaezip.image import to_tensor
 
 DEAD_SHARE = 1e-3
 
@@ -23,12 +22,9 @@ def usage(net, images, level: float) -> dict:
     bits = torch.zeros(net.config.m, dtype=torch.float64)
     pixels = 0
     for img in images:
-        h, w = (img.shape[0] // 64) * 64, (img.shape[1] // 64) * 64
-        t = torch.tensor([level])
-        y, z = net.analyse(to_tensor(img)[..., :h, :w], t)
-        mean, scale = net.hyper_parameters(torch.round(z), t)
+        y, mean, scale = coded_latents(net, img, level)
         bits += -gaussian_likelihood(torch.round(y - mean), scale).log2().sum(dim=(0, 2, 3)).double()
-        pixels += h * w
+        pixels += y.shape[2] * y.shape[3] * 256  # 16x16 pixels per latent position
     share = bits / bits.sum()
     ordered = share.sort(descending=True).values.cumsum(0)
     dead = [int(c) for c in (share < DEAD_SHARE).nonzero().flatten()]

@@ -43,14 +43,21 @@ def training_photos(data: str, count: int) -> list:
     return [i if i.ndim == 3 else i[..., None].repeat(3, axis=2) for i in images]
 
 
+def coded_latents(net, img, level: float):
+    """(y', mean, scale) of a photo cropped to a multiple of 64: the latents and the hyperprior's
+    parameters for them, as the coder sees them at ``level``."""
+    h, w = (img.shape[0] // 64) * 64, (img.shape[1] // 64) * 64
+    t = torch.tensor([level])
+    y, z = net.analyse(to_tensor(img)[..., :h, :w], t)
+    mean, scale = net.hyper_parameters(torch.round(z), t)
+    return y, mean, scale
+
+
 @torch.no_grad()
 def potential(net, images, level: float) -> dict:
     feats, targets, scales = [], [], []
     for img in images:
-        h, w = (img.shape[0] // 64) * 64, (img.shape[1] // 64) * 64
-        t = torch.tensor([level])
-        y, z = net.analyse(to_tensor(img)[..., :h, :w], t)
-        mean, scale = net.hyper_parameters(torch.round(z), t)
+        y, mean, scale = coded_latents(net, img, level)
         anchor = anchor_mask(*y.shape[2:])
         decoded = torch.where(anchor, torch.round(y - mean), torch.zeros_like(y))
         sel = (~anchor).expand_as(y)
@@ -73,10 +80,7 @@ def channel_potential(net, images, level: float, slices: int) -> dict:
     from the decoded residuals of slices 0..k-1 at the same position (slice 0 has nothing to go on)."""
     targets, decoded, scales = [], [], []
     for img in images:
-        h, w = (img.shape[0] // 64) * 64, (img.shape[1] // 64) * 64
-        t = torch.tensor([level])
-        y, z = net.analyse(to_tensor(img)[..., :h, :w], t)
-        mean, scale = net.hyper_parameters(torch.round(z), t)
+        y, mean, scale = coded_latents(net, img, level)
         c = y.shape[1]
         targets.append((y - mean).reshape(c, -1))
         decoded.append(torch.round(y - mean).reshape(c, -1))
