@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -10,12 +11,13 @@ from PIL import Image
 
 from vaezip import zoo
 from vaezip.codec import decode_array, encode_array
+from vaezip.errors import VaezipError
 from vaezip.models import ModelConfig, build_model
 from vaezip.training.data import DatasetError
 from vaezip.training.export import export
 from vaezip.training.grow import GrowError, can_grow, grow
 from vaezip.training.loop import (CheckpointError, DeviceError, TrainConfig, _StopRequest, _ValidationStopped,
-                                  load_checkpoint, lr_at, select_device, train)
+                                  load_checkpoint, lr_at, run_config, select_device, train)
 
 from conftest import synthetic
 
@@ -237,6 +239,20 @@ def test_a_new_run_can_start_from_exported_weights(data_dir, tmp_path):
         c2 = cfg(data_dir, tmp_path / "c", 1)
         c2.init_from = str(tmp_path / "a.npz")
         train(c2, ModelConfig(n=8, m=16, levels=3), log=lambda *_: None)
+
+
+def test_a_run_from_given_weights_takes_their_shape_unless_told_otherwise(data_dir, tmp_path):
+    train(cfg(data_dir, tmp_path / "a", 1), replace(TINY, hyper_hidden=10), log=lambda *_: None)
+    export(tmp_path / "a" / "checkpoint.pt", tmp_path / "a.npz", "tiny-r1")
+    a = str(tmp_path / "a.npz")
+    assert run_config() == ModelConfig() and run_config(n=32).n == 32
+    assert run_config(a) == replace(TINY, hyper_hidden=10)
+    assert run_config(a, m=20) == replace(TINY, m=20, hyper_hidden=10)
+    assert run_config(a, n=16) == replace(TINY, n=16, z_channels=8, hyper_hidden=10)  # z keeps its width
+    assert run_config(a, arch="msh-gain-cb").arch == "msh-gain-cb"
+    assert run_config("msh64-r6") == zoo.load_model("msh64-r6").config  # M=192, h_s 96 wide: no options needed
+    with pytest.raises(VaezipError, match="missing.npz"):
+        run_config(str(tmp_path / "missing.npz"))
 
 
 def test_growing_m_keeps_what_the_model_computes(data_dir, tmp_path):

@@ -226,18 +226,18 @@ def models():
                    "(resume a copy of a run with a larger --steps to decay a branch for export).")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--channels", "n", type=click.IntRange(4), default=64, show_default=True, help="N, width of the transforms (new runs).")
-@click.option("--latent-channels", "m", type=click.IntRange(4), default=96, show_default=True, help="M, channels of y (new runs).")
+@click.option("--channels", "n", type=click.IntRange(4), default=None,
+              help="N, width of the transforms (default: 64, or the --init-from model's; larger grows it).")
+@click.option("--latent-channels", "m", type=click.IntRange(4), default=None,
+              help="M, channels of y (default: 96, or the --init-from model's; larger grows it).")
 @click.option("--hyper-channels", "hyper_hidden", type=click.IntRange(4), default=None,
-              help="Width of the hyper-synthesis hidden layers (default: M). With --init-from, a larger M grows the "
-                   "given model; keep its hyper width.")
+              help="Width of the hyper-synthesis hidden layers (default: M, or the --init-from model's).")
 @click.option("--z-channels", "z_channels", type=click.IntRange(4), default=None,
-              help="Channels of z and width of h_a (default: N). With --init-from, a larger N grows the given "
-                   "model's transforms; keep its z width.")
-@click.option("--context", type=click.Choice(["none", "checkerboard"]), default="none", show_default=True,
-              help="Context model of new runs: checkerboard (He et al. 2021) codes y in two passes, the second "
-                   "conditioned on the first (on msh64's latents it saved only ~1 %, see benchmarks/README.md); "
-                   "with --init-from it is added to the given model.")
+              help="Channels of z and width of h_a (default: N, or the --init-from model's).")
+@click.option("--context", type=click.Choice(["none", "checkerboard"]), default=None,
+              help="Context model of new runs (default: none, or the --init-from model's): checkerboard (He et "
+                   "al. 2021) codes y in two passes, the second conditioned on the first (on msh64's latents it "
+                   "saved only ~1 %, see benchmarks/README.md); with --init-from it is added to the given model.")
 @click.option("--validate", "validate_dir", type=click.Path(path_type=Path),
               default=lambda: os.environ.get("VAEZIP_KODAK", "../shared/datasets/kodak"),
               help="Folder coded for real every --validate-every seconds (monitoring only; never tune on it).")
@@ -256,8 +256,7 @@ def train(data, run_dir, steps, batch, patch, lr, decay_steps, threads, seed, n,
 
     Multi-process (CPUs with gloo, GPUs with NCCL): torchrun --nproc_per_node K -m vaezip train ...
     """
-    from .models import ModelConfig
-    from .training.loop import TrainConfig
+    from .training.loop import TrainConfig, run_config
     from .training.loop import train as run_training
 
     validate_dir = str(validate_dir) if validate_dir and Path(validate_dir).is_dir() else None
@@ -266,9 +265,9 @@ def train(data, run_dir, steps, batch, patch, lr, decay_steps, threads, seed, n,
                       validate_every_s=validate_every, compile=compile_, init_from=init_from,
                       device=device, precision=precision)
     try:
-        arch = "msh-gain-cb" if context == "checkerboard" else "msh-gain"
-        run_training(cfg, ModelConfig(arch=arch, n=n, m=m, hyper_hidden=hyper_hidden,
-                                             z_channels=z_channels), log=click.echo)
+        arch = {"checkerboard": "msh-gain-cb", "none": "msh-gain", None: None}[context]
+        model_config = run_config(init_from, arch=arch, n=n, m=m, hyper_hidden=hyper_hidden, z_channels=z_channels)
+        run_training(cfg, model_config, log=click.echo)
     except VaezipError as e:
         _fail(str(e))
         sys.exit(1)

@@ -20,7 +20,7 @@ import re
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -221,6 +221,27 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+def _load_start(init_from: str):
+    from ..zoo import REGISTRY, load_file, load_model
+
+    return load_model(init_from, "cpu") if init_from in REGISTRY else load_file(init_from)
+
+
+def run_config(init_from: str | None = None, **given) -> ModelConfig:
+    """The model config of a new run: the options given (None: not given) over the defaults, or, with
+    ``init_from``, over that model's own config, so that continuing a model needs no repeated shape options.
+    A wider N or M keeps the given model's z and h_s widths, the parts that growing does not widen."""
+    given = {key: value for key, value in given.items() if value is not None}
+    if not init_from:
+        return ModelConfig(**given)
+    base = _load_start(init_from).config
+    if given.get("n", base.n) != base.n:
+        given.setdefault("z_channels", base.hyper_width)
+    if given.get("m", base.m) != base.m:
+        given.setdefault("hyper_hidden", base.hyper_hidden or base.m)
+    return replace(base, **given)
+
+
 def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print) -> None:
     files = image_files(cfg.data)  # a bad data folder is reported before anything is written
     torch.set_num_threads(cfg.threads)
@@ -266,10 +287,9 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
             log(f"checkpoint has RNG states of {len(states)} processes, this run has {world}: fresh streams")
         log(f"resumed {ckpt_path} at step {step} ({cpu_s / 3600:.2f} CPU-h)")
     elif cfg.init_from:
-        from ..zoo import REGISTRY, load_file, load_model
         from .grow import can_grow, grow
 
-        start = load_model(cfg.init_from, "cpu") if cfg.init_from in REGISTRY else load_file(cfg.init_from)
+        start = _load_start(cfg.init_from)
         source = start.network
         if start.config != model.config:
             if not can_grow(start.config, model.config):
