@@ -5,9 +5,14 @@ CPU-hours, as JSON and a PNG plot.
 
 Several run folders are stages of one lineage, in order: a run started with ``--init-from`` from the
 export of the one before (e.g. grown to more latent channels) counts its CPU-hours from the very start,
-and its steps are shown continuing the previous stage's last logged step. A folder without
-train_config.json is a branch (a copy of the previous run's checkpoint, resumed, e.g. with a decay):
+and its steps are shown continuing the previous stage's last logged step. A folder whose log
+starts past step 0 is a branch (a copy of the previous run's checkpoint, resumed, e.g. with a decay):
 it replaces the previous stage's records from its first step on.
+
+    python benchmarks/training_curve.py --after benchmarks/results/training-curve.json RUN_DIR [...]
+
+continues a curve written before (whose run folders may be gone) with the stages given, the first of
+them a run of its own.
 """
 from __future__ import annotations
 
@@ -30,21 +35,34 @@ def stage_rows(run_dir: Path, step_offset: int, stage: int) -> list[dict]:
     return rows
 
 
+def first_step(run_dir: Path) -> int:
+    """The step a run folder's log starts at: 0 for a run of its own, later for a branch (a copy of another
+    run's checkpoint, with its train_config.json or without)."""
+    with open(run_dir / "train.jsonl") as f:
+        return next(json.loads(line)["start"] for line in f if '"start"' in line)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run_dirs", nargs="+")
     ap.add_argument("--out", default="benchmarks/results/training-curve")
+    ap.add_argument("--after", help="a curve JSON written before: its stages come first")
     args = ap.parse_args()
     rows: list[dict] = []
     stages = []
+    if args.after:
+        before = json.loads(Path(args.after).read_text())
+        rows = before["records"]
+        stages = before["config"] if isinstance(before["config"], list) else [before["config"]]
     offset = 0
-    for i, d in enumerate(map(Path, args.run_dirs)):
-        if (d / "train_config.json").exists():  # a run of its own: steps restart at 0
-            stages.append({"run": d.name, **json.loads((d / "train_config.json").read_text())})
+    for i, d in enumerate(map(Path, args.run_dirs), start=len(stages)):
+        config = json.loads((d / "train_config.json").read_text()) if (d / "train_config.json").exists() else {}
+        if first_step(d) == 0:  # a run of its own: steps restart at 0
+            stages.append({"run": d.name, **config})
             offset = rows[-1]["step"] if rows else 0
             rows += stage_rows(d, offset, i)
         else:  # a branch: a copy of the previous run's checkpoint, resumed; its steps continue
-            stages.append({"run": d.name, "branch_of": stages[-1]["run"]})
+            stages.append({"run": d.name, "branch_of": stages[-1]["run"], **config})
             branch = stage_rows(d, offset, i)
             rows = [r for r in rows if r["step"] < branch[0]["step"]] + branch
     config = stages if len(stages) > 1 else stages[0]
