@@ -62,9 +62,12 @@ _ENTRIES = (
     ZooEntry("msh64-r6", "msh64-r6.npz",
              "47e3e1db068e6e99c446ed876fe20bcdcc91c4cdfad0260d4ebe1cb91b0842d9",
              "mean-scale hyperprior, N=64 M=192 (grown from M=96), gain units, variable rate; trained on CPU"),
+    ZooEntry("msh64-r7", "msh64-r7.npz",
+             "93260331701347948fd51f215e8d33e46d54ce360e466aa982dbf9ad9f609a19",
+             "mean-scale hyperprior, N=64 M=192 (grown from M=96), gain units, variable rate; trained on CPU"),
 )
 REGISTRY: dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}
-DEFAULT_MODEL = "msh64-r6"
+DEFAULT_MODEL = "msh64-r7"
 
 
 @dataclass
