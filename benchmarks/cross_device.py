@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vaezip.bench.run import cpu_name
 from vaezip.codec import decode_array, encode_array
 from vaezip.errors import VaezipError
 from vaezip.image import load_rgb_array
@@ -39,7 +39,7 @@ from vaezip.zoo import DEFAULT_MODEL, load_model
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine()
+    return cpu_name()
 
 
 def _decode_to(path: Path, model, target: Path) -> dict:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 
 import vaezip
 from vaezip.bench.metrics import psnr
+from vaezip.bench.run import cpu_name
 from vaezip.codec import decode_array, encode_array
 from vaezip.image import load
 
@@ -58,7 +58,7 @@ def main() -> None:
               f"header {mean['header_bytes']:.0f} B", flush=True)
     result = {"model": model.name, "weights_sha256_16": model.weights_hash.hex(), "model_meta": model.meta,
               "vaezip": vaezip.__version__, "torch": torch.__version__, "threads": 1,
-              "cpu": platform.processor() or platform.machine(), "images": len(files), "results": rows}
+              "cpu": cpu_name(), "images": len(files), "results": rows}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))

@@ -111,9 +111,12 @@ def main() -> None:
             print(f"{label:>7} {codec:>7}: encode {row['encode_s']:.2f} s ({row['encode_peak_rss_mb']:.0f} MB), "
                   f"decode {row['decode_s']:.2f} s ({row['decode_peak_rss_mb']:.0f} MB), "
                   f"baseline {row['baseline_rss_mb']:.0f} MB", flush=True)
+    from vaezip.bench.run import cpu_name  # only now: the workers' baseline memory stays without it
+
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"threads": 1, "machine": platform.machine(), "python": platform.python_version(),
+    out.write_text(json.dumps({"threads": 1, "machine": platform.machine(), "cpu": cpu_name(),
+                               "python": platform.python_version(),
                                "vaezip_quality": args.quality, "source": Path(args.source).name, "rows": rows}, indent=1))
     print(f"wrote {out}")
 

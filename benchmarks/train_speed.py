@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import torch
 
+from vaezip.bench.run import cpu_name
 from vaezip.models import ModelConfig, build_model
 from vaezip.training.loop import rd_loss
 
@@ -48,13 +48,6 @@ VARIANTS = [
     {"name": "N128 M192 z 64, compile, bf16, channels_last", "n": 128, "m": 192, "hyper_hidden": 96,
      "z_channels": 64, "patch": 128, "batch": 8, "compile": True, "bf16": True, "channels_last": True},
 ]
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def measure(v: dict, steps: int) -> float:

@@ -53,6 +53,7 @@ def test_small_run_writes_reports_and_resumes(tmp_path):
     assert bpps == sorted(bpps) and all(b > 0 for b in bpps)
     for name in ("results.json", "results.md", "rd.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
+    assert result["cpu"] and result["cpu"] in (tmp_path / "out" / "results.md").read_text()  # timings need it
     records = (tmp_path / "out" / "cache.jsonl").read_text().splitlines()
     again = run(cfg, log=lambda *_: None)  # everything comes from the cache
     assert (tmp_path / "out" / "cache.jsonl").read_text().splitlines() == records
