@@ -3,8 +3,15 @@ comparison behind the campaign's decisions (benchmarks/README.md, "Training camp
 
     python benchmarks/eval_checkpoint.py RUN/checkpoint.pt [weights.npz ...] [--qualities 10,50,90]
     python benchmarks/eval_checkpoint.py RUN/checkpoint.pt --ceiling [--limit 6]
+    python benchmarks/eval_checkpoint.py CANDIDATE.npz --against msh64-r7
 
 bpp from the bytes of the .vz data, PSNR-RGB from the decoded pixels, mean over the images.
+``--against MODEL`` is the check before a weights file ships (README, "Training recipe"): every image at
+qualities 0, 25, 50, 75, 90 and 100 (unless --qualities says otherwise) with the candidate and with a
+shipped model; it prints both curves, the candidate's BD-rate and BD-PSNR against the shipped model, the
+images whose PSNR falls as the quality rises (by more than 0.02 dB), and the latent values that had to be
+clipped. Weights ship only with PSNR rising on every image and nothing clipped.
+
 ``--ceiling`` instead asks what the transforms can do at all: PSNR with the latents rounded (as coded)
 and with no quantization, at the lowest, middle and highest rate level.
 """
@@ -21,19 +28,22 @@ import torch
 from vaezip.image import load
 from vaezip.models import ModelConfig, build_model
 from vaezip.training.data import image_files
-from vaezip.training.loop import load_checkpoint, validate
-from vaezip.zoo import load_file
+from vaezip.bench.bd import bd_quality, bd_rate
+from vaezip.training.loop import code_folder, load_checkpoint
+from vaezip.zoo import freeze, load_file, load_model
 
 
-def networks_in(path: str) -> dict:
+def models_in(path: str) -> dict:
+    """Coding models: a weights file as shipped, or a checkpoint's EMA and raw weights frozen now."""
     if path.endswith(".npz"):
-        return {path: load_file(path).network}
+        return {path: load_file(path)}
     ck = load_checkpoint(Path(path))
     out = {}
     for key in ("ema", "model"):
         net = build_model(ModelConfig.from_dict(ck["model_config"]))
         net.load_state_dict(ck[key])
-        out[f"{path}:{key}@{ck['step']}"] = net.eval()
+        name = f"{path}:{key}@{ck['step']}"
+        out[name] = freeze(net.eval(), name)
     return out
 
 
@@ -57,28 +67,57 @@ def ceiling(net, images) -> list[dict]:
     return out
 
 
+def check(per: dict, reference: dict, qualities: list[float]) -> dict:
+    """A candidate's per-image results against a reference's (both from ``code_folder``)."""
+    keys = [f"q{q:g}" for q in qualities]
+
+    def curve(result: dict) -> tuple[np.ndarray, np.ndarray]:
+        return (np.array([np.mean(result[k]["bpp"]) for k in keys]),
+                np.array([np.mean(result[k]["psnr_rgb"]) for k in keys]))
+
+    rate, psnr = curve(per)
+    ref_rate, ref_psnr = curve(reference)
+    files = per[keys[0]]["files"]
+    falling = [{"image": files[i], "from": qualities[j - 1], "to": qualities[j],
+                "psnr": [round(per[keys[j - 1]]["psnr_rgb"][i], 3), round(per[keys[j]]["psnr_rgb"][i], 3)]}
+               for i in range(len(files)) for j in range(1, len(keys))
+               if per[keys[j]]["psnr_rgb"][i] < per[keys[j - 1]]["psnr_rgb"][i] - 0.02]
+    return {"points": [{"quality": q, "bpp": round(float(b), 4), "psnr_rgb": round(float(p), 3)}
+                       for q, b, p in zip(qualities, rate, psnr)],
+            "bd_rate_vs_reference": round(bd_rate(ref_rate, ref_psnr, rate, psnr), 2),
+            "bd_psnr_vs_reference": round(bd_quality(ref_rate, ref_psnr, rate, psnr), 3),
+            "psnr_falling": falling, "clipped": sum(per[k]["clipped"] for k in keys)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("paths", nargs="+")
     ap.add_argument("--kodak", default=os.environ.get("VAEZIP_KODAK", "../shared/datasets/kodak"))
-    ap.add_argument("--qualities", default="10,50,90")
+    ap.add_argument("--qualities", default=None, help="default 10,50,90; 0,25,50,75,90,100 with --against")
+    ap.add_argument("--against", metavar="MODEL", help="per-image check against a shipped model")
     ap.add_argument("--ceiling", action="store_true")
     ap.add_argument("--limit", type=int, default=None, help="only the first N images")
     args = ap.parse_args()
     torch.set_num_threads(1)
     images = [load(f) for f in image_files(args.kodak)[: args.limit]]
-    qualities = [float(q) for q in args.qualities.split(",")]
+    qualities = [float(q) for q in (args.qualities or ("0,25,50,75,90,100" if args.against else "10,50,90")).split(",")]
+    reference = None
+    if args.against:
+        reference = code_folder(load_model(args.against, "cpu"), args.kodak, qualities, len(images))
+        print(json.dumps({"model": args.against, **check(reference, reference, qualities)}), flush=True)
     for path in args.paths:
-        for name, net in networks_in(path).items():
+        for name, model in models_in(path).items():
             if args.ceiling:
-                print(json.dumps({"model": name, "ceiling": ceiling(net, images)}), flush=True)
+                print(json.dumps({"model": name, "ceiling": ceiling(model.network, images)}), flush=True)
                 continue
-            # The training loop's validation: the same real coding, one implementation.
-            result = validate(net, args.kodak, qualities, max_images=len(images))
-            points = [{"quality": q, "bpp": round(result[f"q{q:g}"]["bpp"], 4),
-                       "psnr_rgb": round(result[f"q{q:g}"]["psnr_rgb"], 3)} for q in qualities]
+            # Real coding as in the training loop's validation: one implementation.
+            per = code_folder(model, args.kodak, qualities, len(images))
+            if reference is not None:
+                print(json.dumps({"model": name, **check(per, reference, qualities)}), flush=True)
+                continue
+            points = [{"quality": q, "bpp": round(float(np.mean(per[f"q{q:g}"]["bpp"])), 4),
+                       "psnr_rgb": round(float(np.mean(per[f"q{q:g}"]["psnr_rgb"])), 3)} for q in qualities]
             print(json.dumps({"model": name, "points": points}), flush=True)
-
 
 if __name__ == "__main__":
     main()

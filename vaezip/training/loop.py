@@ -148,28 +148,35 @@ def load_checkpoint(path: Path) -> dict:
                               "pass the checkpoint.pt of a training run") from None
 
 
-def validate(ema: MeanScaleHyperprior, folder: str, qualities, max_images: int = 24) -> dict:
-    """Real entropy coding of a validation folder with the EMA weights: bpp from the bytes, PSNR from
-    the decoded pixels (the same path as `vaezip compress` / `decompress`)."""
+def code_folder(model, folder: str, qualities, max_images: int = 24) -> dict:
+    """Real entropy coding of the images of a folder with a coding model (zoo.LoadedModel): per quality, each image's bpp from the bytes and PSNR-RGB from the decoded pixels, and how
+    many latent values the coder had to clip (only weights without escape coding clip, codec.EncodeResult)."""
     from ..bench.metrics import psnr as psnr_rgb
     from ..codec import decode_array, encode_array
     from ..image import load
-    from ..zoo import freeze
 
-    net = copy.deepcopy(ema).float().cpu()
-    model = freeze(net, "validation")
     files = image_files(folder)[:max_images]
-    out = {}
-    for q in qualities:
-        bpp, psnr = [], []
-        for f in files:
-            img, mode = load(f)
+    out = {f"q{q:g}": {"files": [f.name for f in files], "bpp": [], "psnr_rgb": [], "clipped": 0} for q in qualities}
+    for f in files:
+        img, mode = load(f)
+        for q in qualities:
             res = encode_array(img, mode, q, model)
             dec, _ = decode_array(res.data, model)
-            bpp.append(res.bpp)
-            psnr.append(psnr_rgb(img, dec))
-        out[f"q{q:g}"] = {"bpp": float(np.mean(bpp)), "psnr_rgb": float(np.mean(psnr))}
+            entry = out[f"q{q:g}"]
+            entry["bpp"].append(res.bpp)
+            entry["psnr_rgb"].append(psnr_rgb(img, dec))
+            entry["clipped"] += res.clipped
     return out
+
+
+def validate(ema: MeanScaleHyperprior, folder: str, qualities, max_images: int = 24) -> dict:
+    """The EMA weights on a validation folder, coded for real (``code_folder``): mean bpp and PSNR-RGB
+    per quality (the same path as `vaezip compress` / `decompress`)."""
+    from ..zoo import freeze
+
+    per_image = code_folder(freeze(copy.deepcopy(ema).float().cpu(), "validation"), folder, qualities, max_images)
+    return {k: {"bpp": float(np.mean(v["bpp"])), "psnr_rgb": float(np.mean(v["psnr_rgb"]))}
+            for k, v in per_image.items()}
 
 
 class _Progress:
