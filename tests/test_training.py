@@ -5,6 +5,7 @@ import json
 import math
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -349,3 +350,21 @@ def test_a_context_model_trains_from_hyperprior_weights_and_exports(data_dir, tm
     img = synthetic(40, 56)
     dec, _ = decode_array(encode_array(img, "RGB", 30, model).data, model)
     assert dec.shape == img.shape
+
+
+def test_crops_at_the_photos_own_scale_or_down_scaled(data_dir):
+    from vaezip.training.data import CropSampler, image_files
+
+    files = [f for f in image_files(data_dir) if f.suffix == ".png"]
+    sources = [torch.from_numpy(synthetic(80, 100, seed=i)).permute(2, 0, 1).float() / 255 for i in range(3)]
+    rng = np.random.default_rng(0)
+    crops = CropSampler(files, 32, max_downscale=1.0).batch(6, rng)
+    for crop in crops:  # each is a region of one photo, as is or flipped: no resampling
+        found = False
+        for src in sources:
+            for c in (crop, crop.flip(2), crop.flip(1), crop.flip(1).flip(2)):
+                windows = src.unfold(1, 32, 1).unfold(2, 32, 1)  # 3 x H' x W' x 32 x 32
+                found |= bool((windows == c[:, None, None]).all(dim=(0, 3, 4)).any())
+        assert found
+    scaled = CropSampler(files, 32, max_downscale=2.0).batch(6, np.random.default_rng(0))
+    assert not torch.equal(scaled, crops)  # down-scaled regions are resampled

@@ -220,6 +220,9 @@ def models():
 @click.option("--steps", type=click.IntRange(1), default=250_000, show_default=True)
 @click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--patch", type=click.IntRange(64), default=128, show_default=True)
+@click.option("--max-downscale", type=click.FloatRange(min=1.0), default=2.0, show_default=True,
+              help="Each crop comes from a region up to this factor larger, down-scaled (1: crops at the photos' "
+                   "own scale).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--decay-steps", type=click.IntRange(0), default=0, show_default=True,
               help="0: cosine decay over --steps. K > 0: constant rate, then a linear decay over the last K steps "
@@ -250,7 +253,7 @@ def models():
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="bf16: the transforms under bfloat16 autocast (the likelihoods stay float32); auto: bf16 on "
                    "GPUs and on CPUs with native bf16 (AMX, AVX-512 BF16), else fp32.")
-def train(data, run_dir, steps, batch, patch, lr, decay_steps, threads, seed, n, m, hyper_hidden, z_channels, context,
+def train(data, run_dir, steps, batch, patch, max_downscale, lr, decay_steps, threads, seed, n, m, hyper_hidden, z_channels, context,
           validate_dir, validate_every, compile_, init_from, device, precision):
     """Train (or resume training) the variable-rate model on a folder of images.
 
@@ -260,7 +263,8 @@ def train(data, run_dir, steps, batch, patch, lr, decay_steps, threads, seed, n,
     from .training.loop import train as run_training
 
     validate_dir = str(validate_dir) if validate_dir and Path(validate_dir).is_dir() else None
-    cfg = TrainConfig(data=str(data), run_dir=str(run_dir), steps=steps, batch=batch, patch=patch, lr=lr,
+    cfg = TrainConfig(data=str(data), run_dir=str(run_dir), steps=steps, batch=batch, patch=patch,
+                      max_downscale=max_downscale, lr=lr,
                       decay_steps=decay_steps, threads=threads, seed=seed, validate=validate_dir,
                       validate_every_s=validate_every, compile=compile_, init_from=init_from,
                       device=device, precision=precision)

@@ -46,6 +46,7 @@ class TrainConfig:
     run_dir: str
     steps: int = 250_000
     patch: int = 128
+    max_downscale: float = 2.0           # crops are down-scaled by a random factor in [1, this] (data.py)
     batch: int = 8
     lr: float = 1e-3
     warmup: int = 500
@@ -320,7 +321,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
         net = torch.compile(net)
 
     bf16 = use_bf16(cfg.precision, device)
-    sampler = CropSampler(files, cfg.patch, log=log)
+    sampler = CropSampler(files, cfg.patch, cfg.max_downscale, log=log)
     log(f"{len(sampler)} training images from {cfg.data}; device {device}, {cfg.threads} thread(s), "
         f"{'bfloat16 autocast' if bf16 else 'float32'}, "
         f"world size {world}, batch {cfg.batch} per process")
