@@ -65,9 +65,12 @@ _ENTRIES = (
     ZooEntry("msh64-r7", "msh64-r7.npz",
              "93260331701347948fd51f215e8d33e46d54ce360e466aa982dbf9ad9f609a19",
              "mean-scale hyperprior, N=64 M=192 (grown from M=96), gain units, variable rate; trained on CPU"),
+    ZooEntry("msh64-r8", "msh64-r8.npz",
+             "01955f1d19c242899bae63703752e2fb52f9fdefeaa1d3cd991e1247153e12a4",
+             "mean-scale hyperprior, N=64 M=192 (grown from M=96), gain units, variable rate; trained on CPU"),
 )
 REGISTRY: dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}
-DEFAULT_MODEL = "msh64-r7"
+DEFAULT_MODEL = "msh64-r8"
 
 
 @dataclass
