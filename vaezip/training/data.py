@@ -26,8 +26,10 @@ def image_files(folder: str | Path) -> list[Path]:
 
 
 class CropSampler:
-    """Random crops with random down-scaling (factor 1 to 2, washing out remaining JPEG artefacts and
-    adding scale variety) and random flips. Images smaller than a crop are skipped."""
+    """Random crops, each from a region up to ``max_downscale`` times larger down-scaled to the patch size
+    (a random factor; the anti-aliased resampling washes out remaining JPEG artefacts, adds scale variety,
+    and softens the crop; 1: crops at the photos' own scale), and random flips. Images smaller than a crop
+    are skipped."""
 
     def __init__(self, files: list[Path], patch: int, max_downscale: float = 2.0, log=print):
         self.patch = patch

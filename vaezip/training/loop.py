@@ -150,14 +150,16 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def code_folder(model, folder: str, qualities, max_images: int = 24) -> dict:
-    """Real entropy coding of the images of a folder with a coding model (zoo.LoadedModel): per quality, each image's bpp from the bytes and PSNR-RGB from the decoded pixels, and how
-    many latent values the coder had to clip (only weights without escape coding clip, codec.EncodeResult)."""
+    """Real entropy coding of the images of a folder with a coding model (zoo.LoadedModel): per quality,
+    each image's bpp from the bytes and PSNR-RGB from the decoded pixels, and how many latent values the
+    coder had to clip (only weights without escape coding clip, codec.EncodeResult)."""
     from ..bench.metrics import psnr as psnr_rgb
     from ..codec import decode_array, encode_array
     from ..image import load
 
     files = image_files(folder)[:max_images]
-    out = {f"q{q:g}": {"files": [f.name for f in files], "bpp": [], "psnr_rgb": [], "clipped": 0} for q in qualities}
+    out = {f"q{q:g}": {"files": [f.name for f in files], "bpp": [], "psnr_rgb": [], "clipped": 0}
+           for q in qualities}
     for f in files:
         img, mode = load(f)
         for q in qualities:
