@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vaezip.bench.bd import bd_quality, bd_rate
 from vaezip.image import load
 from vaezip.models import ModelConfig, build_model
 from vaezip.training.data import image_files
-from vaezip.bench.bd import bd_quality, bd_rate
 from vaezip.training.loop import code_folder, load_checkpoint
 from vaezip.zoo import freeze, load_file, load_model
 
@@ -99,11 +99,13 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="only the first N images")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    images = [load(f) for f in image_files(args.kodak)[: args.limit]]
-    qualities = [float(q) for q in (args.qualities or ("0,25,50,75,90,100" if args.against else "10,50,90")).split(",")]
+    # Decoded up front only for --ceiling; real coding reads each image itself (code_folder).
+    images = [load(f) for f in image_files(args.kodak)[: args.limit]] if args.ceiling else []
+    default = "0,25,50,75,90,100" if args.against else "10,50,90"
+    qualities = [float(q) for q in (args.qualities or default).split(",")]
     reference = None
     if args.against:
-        reference = code_folder(load_model(args.against, "cpu"), args.kodak, qualities, len(images))
+        reference = code_folder(load_model(args.against, "cpu"), args.kodak, qualities, args.limit)
         print(json.dumps({"model": args.against, **check(reference, reference, qualities)}), flush=True)
     for path in args.paths:
         for name, model in models_in(path).items():
@@ -111,13 +113,14 @@ def main() -> None:
                 print(json.dumps({"model": name, "ceiling": ceiling(model.network, images)}), flush=True)
                 continue
             # Real coding as in the training loop's validation: one implementation.
-            per = code_folder(model, args.kodak, qualities, len(images))
+            per = code_folder(model, args.kodak, qualities, args.limit)
             if reference is not None:
                 print(json.dumps({"model": name, **check(per, reference, qualities)}), flush=True)
                 continue
             points = [{"quality": q, "bpp": round(float(np.mean(per[f"q{q:g}"]["bpp"])), 4),
                        "psnr_rgb": round(float(np.mean(per[f"q{q:g}"]["psnr_rgb"])), 3)} for q in qualities]
             print(json.dumps({"model": name, "points": points}), flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -36,6 +36,7 @@ def cpu_name() -> str:
         return f"{info['model name']} (family {info.get('cpu family', '?')}, model {info.get('model', '?')})"
     return platform.processor() or platform.machine()
 
+
 DEFAULT_CODECS = ("jpeg", "webp", "jpeg2000", "avif", "heic", "jpegxl", "vaezip")
 
 

@@ -149,10 +149,11 @@ def load_checkpoint(path: Path) -> dict:
                               "pass the checkpoint.pt of a training run") from None
 
 
-def code_folder(model, folder: str, qualities, max_images: int = 24) -> dict:
+def code_folder(model, folder: str, qualities, max_images: int | None = 24) -> dict:
     """Real entropy coding of the images of a folder with a coding model (zoo.LoadedModel): per quality,
     each image's bpp from the bytes and PSNR-RGB from the decoded pixels, and how many latent values the
-    coder had to clip (only weights without escape coding clip, codec.EncodeResult)."""
+    coder had to clip (only weights without escape coding clip, codec.EncodeResult). ``max_images``: the
+    first so many images, None for all."""
     from ..bench.metrics import psnr as psnr_rgb
     from ..codec import decode_array, encode_array
     from ..image import load
