@@ -169,14 +169,52 @@ def test_two_processes_with_gloo_through_torchrun(data_dir, tmp_path):
     ck = load_checkpoint(run / "checkpoint.pt")
     assert ck["step"] == 3 and len(ck["rng"]) == 2
     assert ck["rng"][0]["numpy"] != ck["rng"][1]["numpy"]  # each process draws its own crops
-    # Resuming with two processes restores both random streams and continues.
+    # Resuming with two processes restores both random streams and continues, here as local SGD, whose
+    # last average falls on no multiple of --sync-every.
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "vaezip",
-         "train", str(data_dir), "--run-dir", str(run), "--steps", "5", "--batch", "2", "--patch", "64",
-         "--validate", str(tmp_path / "none"), "--device", "cpu"],
+         "train", str(data_dir), "--run-dir", str(run), "--steps", "6", "--batch", "2", "--patch", "64",
+         "--sync-every", "2", "--validate", str(tmp_path / "none"), "--device", "cpu"],
         env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "resumed" in proc.stdout and load_checkpoint(run / "checkpoint.pt")["step"] == 5
+    assert "resumed" in proc.stdout and "averaged every 2 steps" in proc.stdout
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 6
+
+
+def _average_in_two_processes(rank: int, init: str, out: str) -> None:
+    import torch.distributed as dist
+
+    from vaezip.training.loop import _LocalSGD
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    ema = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    opt = torch.optim.Adam(model.parameters())
+    model(torch.randn(2, 3, 8, 8)).square().mean().backward()
+    opt.step()  # Adam's moments exist from here on
+    torch.manual_seed(rank)  # different weights, moments and moving averages on each process
+    with torch.no_grad():
+        for t in _LocalSGD(model, ema, opt, 2).tensors():
+            t.copy_(torch.rand_like(t))
+    before = [t.clone() for t in _LocalSGD(model, ema, opt, 2).tensors()]
+    _LocalSGD(model, ema, opt, 2)()
+    torch.save({"before": before, "after": _LocalSGD(model, ema, opt, 2).tensors()}, f"{out}/{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_local_sgd_averages_every_part_of_the_state(tmp_path):
+    """After an average, both processes hold the mean of their weights, buffers, moving averages and Adam
+    moments (7 tensors of the model and as many of the EMA: weight, bias, the batch norm's affine and running
+    statistics; 2 x 4 moments)."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_average_in_two_processes, args=(f"file://{tmp_path}/store", str(tmp_path)), nprocs=2)
+    a, b = (torch.load(tmp_path / f"{r}.pt") for r in (0, 1))
+    assert len(a["after"]) == 2 * 6 + 8  # num_batches_tracked (an integer) is left alone
+    for before_a, before_b, after_a, after_b in zip(a["before"], b["before"], a["after"], b["after"]):
+        assert not torch.equal(before_a, before_b)
+        assert torch.equal(after_a, after_b)
+        torch.testing.assert_close(after_a, (before_a + before_b) / 2)
 
 
 def test_a_distributed_run_stopped_on_one_rank_saves(data_dir, tmp_path):

@@ -228,6 +228,9 @@ def models():
               help="0: cosine decay over --steps. K > 0: constant rate, then a linear decay over the last K steps "
                    "(resume a copy of a run with a larger --steps to decay a branch for export).")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--sync-every", type=click.IntRange(1), default=1, show_default=True,
+              help="Under torchrun: 1 averages the gradients every step (DistributedDataParallel); H > 1 lets each "
+                   "process take H steps on its own, then averages the weights (local SGD; faster on CPUs).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--channels", "n", type=click.IntRange(4), default=None,
               help="N, width of the transforms (default: 64, or the --init-from model's; larger grows it).")
@@ -253,7 +256,7 @@ def models():
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="bf16: the transforms under bfloat16 autocast (the likelihoods stay float32); auto: bf16 on "
                    "GPUs and on CPUs with native bf16 (AMX, AVX-512 BF16), else fp32.")
-def train(data, run_dir, steps, batch, patch, max_downscale, lr, decay_steps, threads, seed, n, m, hyper_hidden,
+def train(data, run_dir, steps, batch, patch, max_downscale, lr, decay_steps, threads, sync_every, seed, n, m, hyper_hidden,
           z_channels, context, validate_dir, validate_every, compile_, init_from, device, precision):
     """Train (or resume training) the variable-rate model on a folder of images.
 
@@ -265,7 +268,7 @@ def train(data, run_dir, steps, batch, patch, max_downscale, lr, decay_steps, th
     validate_dir = str(validate_dir) if validate_dir and Path(validate_dir).is_dir() else None
     cfg = TrainConfig(data=str(data), run_dir=str(run_dir), steps=steps, batch=batch, patch=patch,
                       max_downscale=max_downscale, lr=lr,
-                      decay_steps=decay_steps, threads=threads, seed=seed, validate=validate_dir,
+                      decay_steps=decay_steps, threads=threads, sync_every=sync_every, seed=seed, validate=validate_dir,
                       validate_every_s=validate_every, compile=compile_, init_from=init_from,
                       device=device, precision=precision)
     try:
