@@ -256,8 +256,8 @@ def models():
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="bf16: the transforms under bfloat16 autocast (the likelihoods stay float32); auto: bf16 on "
                    "GPUs and on CPUs with native bf16 (AMX, AVX-512 BF16), else fp32.")
-def train(data, run_dir, steps, batch, patch, max_downscale, lr, decay_steps, threads, sync_every, seed, n, m, hyper_hidden,
-          z_channels, context, validate_dir, validate_every, compile_, init_from, device, precision):
+def train(data, run_dir, steps, batch, patch, max_downscale, lr, decay_steps, threads, sync_every, seed, n, m,
+          hyper_hidden, z_channels, context, validate_dir, validate_every, compile_, init_from, device, precision):
     """Train (or resume training) the variable-rate model on a folder of images.
 
     Multi-process (CPUs with gloo, GPUs with NCCL): torchrun --nproc_per_node K -m vaezip train ...

@@ -9,9 +9,10 @@ Scale-out uses PyTorch's own stack: started by ``torchrun --nproc_per_node K``, 
 DistributedDataParallel replica on its own crops (NCCL on GPUs, gloo on CPUs); rank 0 logs, validates and
 saves. With ``sync_every`` H > 1 the processes instead take H steps each on their own and then average
 their weights, moving averages and Adam moments (local SGD; Stich 2019, "Local SGD converges fast and
-communicates little"; Lin et al. 2020, "Don't use large mini-batches, use local SGD"): on CPUs, where
-the per-step gradient all-reduce and the processes' waiting for each other cost a third of the time,
-this keeps nearly all of it for training (_LocalSGD). On GPUs and on CPUs with native bfloat16 (AMX, AVX-512 BF16) the transforms run under bfloat16
+communicates little"; Lin et al. 2020, "Don't use large mini-batches, use local SGD"): one collective
+every H steps instead of every step, which pays most where the processes talk over a network; on our
+2-core CPUs it gained ~7 % images/s (benchmarks/README.md). On GPUs and on CPUs with native bfloat16
+(AMX, AVX-512 BF16) the transforms run under bfloat16
 autocast, twice the steps per CPU-hour here; the entropy maths stays in float32.
 """
 from __future__ import annotations
