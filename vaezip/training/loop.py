@@ -12,8 +12,8 @@ their weights, moving averages and Adam moments (local SGD; Stich 2019, "Local S
 communicates little"; Lin et al. 2020, "Don't use large mini-batches, use local SGD"): one collective
 every H steps instead of every step, which pays most where the processes talk over a network; on our
 2-core CPUs it gained ~7 % images/s (benchmarks/README.md). On GPUs and on CPUs with native bfloat16
-(AMX, AVX-512 BF16) the transforms run under bfloat16
-autocast, twice the steps per CPU-hour here; the entropy maths stays in float32.
+(AMX, AVX-512 BF16) the transforms run under bfloat16 autocast, twice the steps per CPU-hour here; the
+entropy maths stays in float32.
 """
 from __future__ import annotations
 
