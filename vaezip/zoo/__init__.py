@@ -68,9 +68,12 @@ _ENTRIES = (
     ZooEntry("msh64-r8", "msh64-r8.npz",
              "01955f1d19c242899bae63703752e2fb52f9fdefeaa1d3cd991e1247153e12a4",
              "mean-scale hyperprior, N=64 M=192 (grown from M=96), gain units, variable rate; trained on CPU"),
+    ZooEntry("msh64-r9", "msh64-r9.npz",
+             "85b5c0dbcc1b7174e727296fdaeedfeaf12058ee8f8dac12b9b471890a7252f8",
+             "mean-scale hyperprior, N=64 M=192 (grown from M=96), gain units, variable rate; trained on CPU"),
 )
 REGISTRY: dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}
-DEFAULT_MODEL = "msh64-r8"
+DEFAULT_MODEL = "msh64-r9"
 
 
 @dataclass
