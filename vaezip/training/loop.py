@@ -394,6 +394,11 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
     # `kill` (SIGTERM) ends the run like Ctrl-C: it saves (see _StopRequest).
     stop = _StopRequest(immediate=not distributed)
     previous = signal.signal(signal.SIGTERM, stop) if _main_thread() else None
+    if previous is not None and distributed:
+        # Restart system calls that the signal interrupts: a gloo or NCCL call failing with EINTR in the middle
+        # of a collective would end the run unsaved instead of at the agreed step (Python installs handlers
+        # without SA_RESTART).
+        signal.siginterrupt(signal.SIGTERM, False)
     agreed = not distributed  # a distributed run saves at the end only when its processes stopped together
     try:
         while step < cfg.steps:
