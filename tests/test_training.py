@@ -204,8 +204,8 @@ def _average_in_two_processes(rank: int, init: str, out: str) -> None:
 
 def test_local_sgd_averages_every_part_of_the_state(tmp_path):
     """After an average, both processes hold the mean of their weights, buffers, moving averages and Adam
-    moments (7 tensors of the model and as many of the EMA: weight, bias, the batch norm's affine and running
-    statistics; 2 x 4 moments)."""
+    moments (6 float tensors of the model and as many of the EMA: the convolution's weight and bias, the batch
+    norm's affine parameters and running statistics; 2 x 4 moments)."""
     import torch.multiprocessing as mp
 
     mp.spawn(_average_in_two_processes, args=(f"file://{tmp_path}/store", str(tmp_path)), nprocs=2)

@@ -230,7 +230,8 @@ def models():
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--sync-every", type=click.IntRange(1), default=1, show_default=True,
               help="Under torchrun: 1 averages the gradients every step (DistributedDataParallel); H > 1 lets each "
-                   "process take H steps on its own, then averages the weights (local SGD; faster on CPUs).")
+                   "process take H steps on its own, then averages the weights (local SGD: one collective per H "
+                   "steps).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--channels", "n", type=click.IntRange(4), default=None,
               help="N, width of the transforms (default: 64, or the --init-from model's; larger grows it).")
@@ -267,9 +268,8 @@ def train(data, run_dir, steps, batch, patch, max_downscale, lr, decay_steps, th
 
     validate_dir = str(validate_dir) if validate_dir and Path(validate_dir).is_dir() else None
     cfg = TrainConfig(data=str(data), run_dir=str(run_dir), steps=steps, batch=batch, patch=patch,
-                      max_downscale=max_downscale, lr=lr,
-                      decay_steps=decay_steps, threads=threads, sync_every=sync_every, seed=seed, validate=validate_dir,
-                      validate_every_s=validate_every, compile=compile_, init_from=init_from,
+                      max_downscale=max_downscale, lr=lr, decay_steps=decay_steps, threads=threads,
+                      sync_every=sync_every, seed=seed, validate=validate_dir, validate_every_s=validate_every, compile=compile_, init_from=init_from,
                       device=device, precision=precision)
     try:
         arch = {"checkerboard": "msh-gain-cb", "none": "msh-gain", None: None}[context]
