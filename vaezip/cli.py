@@ -269,8 +269,8 @@ def train(data, run_dir, steps, batch, patch, max_downscale, lr, decay_steps, th
     validate_dir = str(validate_dir) if validate_dir and Path(validate_dir).is_dir() else None
     cfg = TrainConfig(data=str(data), run_dir=str(run_dir), steps=steps, batch=batch, patch=patch,
                       max_downscale=max_downscale, lr=lr, decay_steps=decay_steps, threads=threads,
-                      sync_every=sync_every, seed=seed, validate=validate_dir, validate_every_s=validate_every, compile=compile_, init_from=init_from,
-                      device=device, precision=precision)
+                      sync_every=sync_every, seed=seed, validate=validate_dir, validate_every_s=validate_every,
+                      compile=compile_, init_from=init_from, device=device, precision=precision)
     try:
         arch = {"checkerboard": "msh-gain-cb", "none": "msh-gain", None: None}[context]
         model_config = run_config(init_from, arch=arch, n=n, m=m, hyper_hidden=hyper_hidden, z_channels=z_channels)
