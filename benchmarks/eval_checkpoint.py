@@ -29,7 +29,7 @@ from vaezip.bench.bd import bd_quality, bd_rate
 from vaezip.image import load
 from vaezip.models import ModelConfig, build_model
 from vaezip.training.data import image_files
-from vaezip.training.loop import code_folder, load_checkpoint
+from vaezip.training.loop import code_folder, folder_means, load_checkpoint
 from vaezip.zoo import freeze, load_file, load_model
 
 
@@ -67,13 +67,20 @@ def ceiling(net, images) -> list[dict]:
     return out
 
 
+def points(per: dict, qualities: list[float]) -> list[dict]:
+    """The mean curve of a ``code_folder`` result, rounded for printing."""
+    means = folder_means(per)
+    return [{"quality": q, "bpp": round(means[f"q{q:g}"]["bpp"], 4), "psnr_rgb": round(means[f"q{q:g}"]["psnr_rgb"], 3)}
+            for q in qualities]
+
+
 def check(per: dict, reference: dict, qualities: list[float]) -> dict:
     """A candidate's per-image results against a reference's (both from ``code_folder``)."""
     keys = [f"q{q:g}" for q in qualities]
 
     def curve(result: dict) -> tuple[np.ndarray, np.ndarray]:
-        return (np.array([np.mean(result[k]["bpp"]) for k in keys]),
-                np.array([np.mean(result[k]["psnr_rgb"]) for k in keys]))
+        means = folder_means(result)
+        return np.array([means[k]["bpp"] for k in keys]), np.array([means[k]["psnr_rgb"] for k in keys])
 
     rate, psnr = curve(per)
     ref_rate, ref_psnr = curve(reference)
@@ -82,8 +89,7 @@ def check(per: dict, reference: dict, qualities: list[float]) -> dict:
                 "psnr": [round(per[keys[j - 1]]["psnr_rgb"][i], 3), round(per[keys[j]]["psnr_rgb"][i], 3)]}
                for i in range(len(files)) for j in range(1, len(keys))
                if per[keys[j]]["psnr_rgb"][i] < per[keys[j - 1]]["psnr_rgb"][i] - 0.02]
-    return {"points": [{"quality": q, "bpp": round(float(b), 4), "psnr_rgb": round(float(p), 3)}
-                       for q, b, p in zip(qualities, rate, psnr)],
+    return {"points": points(per, qualities),
             "bd_rate_vs_reference": round(bd_rate(ref_rate, ref_psnr, rate, psnr), 2),
             "bd_psnr_vs_reference": round(bd_quality(ref_rate, ref_psnr, rate, psnr), 3),
             "psnr_falling": falling, "clipped": sum(per[k]["clipped"] for k in keys)}
@@ -117,9 +123,7 @@ def main() -> None:
             if reference is not None:
                 print(json.dumps({"model": name, **check(per, reference, qualities)}), flush=True)
                 continue
-            points = [{"quality": q, "bpp": round(float(np.mean(per[f"q{q:g}"]["bpp"])), 4),
-                       "psnr_rgb": round(float(np.mean(per[f"q{q:g}"]["psnr_rgb"])), 3)} for q in qualities]
-            print(json.dumps({"model": name, "points": points}), flush=True)
+            print(json.dumps({"model": name, "points": points(per, qualities)}), flush=True)
 
 
 if __name__ == "__main__":

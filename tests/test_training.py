@@ -192,13 +192,14 @@ def _average_in_two_processes(rank: int, init: str, out: str) -> None:
     opt = torch.optim.Adam(model.parameters())
     model(torch.randn(2, 3, 8, 8)).square().mean().backward()
     opt.step()  # Adam's moments exist from here on
+    average = _LocalSGD(model, ema, opt, 2)
     torch.manual_seed(rank)  # different weights, moments and moving averages on each process
     with torch.no_grad():
-        for t in _LocalSGD(model, ema, opt, 2).tensors():
+        for t in average.tensors():
             t.copy_(torch.rand_like(t))
-    before = [t.clone() for t in _LocalSGD(model, ema, opt, 2).tensors()]
-    _LocalSGD(model, ema, opt, 2)()
-    torch.save({"before": before, "after": _LocalSGD(model, ema, opt, 2).tensors()}, f"{out}/{rank}.pt")
+    before = [t.clone() for t in average.tensors()]
+    average()
+    torch.save({"before": before, "after": average.tensors()}, f"{out}/{rank}.pt")
     dist.destroy_process_group()
 
 

@@ -184,7 +184,12 @@ def validate(ema: MeanScaleHyperprior, folder: str, qualities, max_images: int =
     per quality (the same path as `vaezip compress` / `decompress`)."""
     from ..zoo import freeze
 
-    per_image = code_folder(freeze(copy.deepcopy(ema).float().cpu(), "validation"), folder, qualities, max_images)
+    return folder_means(code_folder(freeze(copy.deepcopy(ema).float().cpu(), "validation"), folder, qualities,
+                                    max_images))
+
+
+def folder_means(per_image: dict) -> dict:
+    """Mean bpp and PSNR-RGB per quality of a ``code_folder`` result."""
     return {k: {"bpp": float(np.mean(v["bpp"])), "psnr_rgb": float(np.mean(v["psnr_rgb"]))}
             for k, v in per_image.items()}
 
@@ -469,7 +474,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
             signal.signal(signal.SIGTERM, previous)
         cpu_s += (time.process_time() - cpu_log) * world  # the steps since the last log line count too
         if agreed:
-            if local_sgd:
+            if local_sgd and step % cfg.sync_every:  # ended between two averages
                 local_sgd()
             save()
             log(f"saved {ckpt_path} at step {step}")
