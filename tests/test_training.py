@@ -151,6 +151,12 @@ def test_a_failing_validation_does_not_end_the_run(data_dir, tmp_path, monkeypat
     assert [r["step"] for r in recs] == [2, 4] and "not normalizable" in recs[0]["validation_error"]
 
 
+def _workers_said(output: str) -> str:
+    """What a failed torchrun job's workers printed: their errors come first, torchrun's summary of the failure
+    (a long traceback of its own) last."""
+    return output[:3000] + "\n...\n" + output[-800:] if len(output) > 3800 else output
+
+
 def test_two_processes_with_gloo_through_torchrun(data_dir, tmp_path):
     """Scale-out on PyTorch's own stack, for real: torchrun, DistributedDataParallel, gloo, two CPUs."""
     import os
@@ -158,13 +164,13 @@ def test_two_processes_with_gloo_through_torchrun(data_dir, tmp_path):
     import sys
 
     run = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}  # an abort shows where
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "vaezip",
          "train", str(data_dir), "--run-dir", str(run), "--steps", "3", "--batch", "2", "--patch", "64",
          "--channels", "8", "--latent-channels", "12", "--validate", str(tmp_path / "none"), "--device", "cpu"],
         env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 0, _workers_said(proc.stderr)
     assert "world size 2" in proc.stdout
     ck = load_checkpoint(run / "checkpoint.pt")
     assert ck["step"] == 3 and len(ck["rng"]) == 2
@@ -176,7 +182,7 @@ def test_two_processes_with_gloo_through_torchrun(data_dir, tmp_path):
          "train", str(data_dir), "--run-dir", str(run), "--steps", "6", "--batch", "2", "--patch", "64",
          "--sync-every", "2", "--validate", str(tmp_path / "none"), "--device", "cpu"],
         env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 0, _workers_said(proc.stderr)
     assert "resumed" in proc.stdout and "averaged every 2 steps" in proc.stdout
     assert load_checkpoint(run / "checkpoint.pt")["step"] == 6
 
@@ -231,7 +237,7 @@ def test_a_distributed_run_stopped_on_one_rank_saves(data_dir, tmp_path):
     if not Path(f"/proc/{os.getpid()}/environ").exists():
         pytest.skip("finds the workers through /proc")
     run = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "vaezip",
          "train", str(data_dir), "--run-dir", str(run), "--steps", "1000000", "--batch", "2", "--patch", "64",
@@ -247,7 +253,7 @@ def test_a_distributed_run_stopped_on_one_rank_saves(data_dir, tmp_path):
         out = proc.communicate(timeout=120)[0]
     finally:
         proc.kill()
-    assert proc.returncode == 0 and "saved" in out, out[-2000:]
+    assert proc.returncode == 0 and "saved" in out, _workers_said(out)
     ck = load_checkpoint(run / "checkpoint.pt")
     assert ck["step"] >= 100 and len(ck["rng"]) == 2
 
