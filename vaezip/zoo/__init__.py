@@ -71,9 +71,12 @@ _ENTRIES = (
     ZooEntry("msh64-r9", "msh64-r9.npz",
              "85b5c0dbcc1b7174e727296fdaeedfeaf12058ee8f8dac12b9b471890a7252f8",
              "mean-scale hyperprior, N=64 M=192 (grown from M=96), gain units, variable rate; trained on CPU"),
+    ZooEntry("msh64-r10", "msh64-r10.npz",
+             "f94c01d537349f21b57bb464bc0df09d12bdf86b6299d80b74357d46bb31ddc6",
+             "mean-scale hyperprior, N=64 M=192 (grown from M=96), gain units, variable rate; trained on CPU"),
 )
 REGISTRY: dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}
-DEFAULT_MODEL = "msh64-r9"
+DEFAULT_MODEL = "msh64-r10"
 
 
 @dataclass
