@@ -67,9 +67,8 @@ def ceiling(net, images) -> list[dict]:
     return out
 
 
-def points(per: dict, qualities: list[float]) -> list[dict]:
-    """The mean curve of a ``code_folder`` result, rounded for printing."""
-    means = folder_means(per)
+def points(means: dict, qualities: list[float]) -> list[dict]:
+    """The mean curve (``folder_means`` of a ``code_folder`` result), rounded for printing."""
     return [{"quality": q, "bpp": round(means[f"q{q:g}"]["bpp"], 4), "psnr_rgb": round(means[f"q{q:g}"]["psnr_rgb"], 3)}
             for q in qualities]
 
@@ -77,19 +76,20 @@ def points(per: dict, qualities: list[float]) -> list[dict]:
 def check(per: dict, reference: dict, qualities: list[float]) -> dict:
     """A candidate's per-image results against a reference's (both from ``code_folder``)."""
     keys = [f"q{q:g}" for q in qualities]
+    means = folder_means(per)
 
-    def curve(result: dict) -> tuple[np.ndarray, np.ndarray]:
-        means = folder_means(result)
-        return np.array([means[k]["bpp"] for k in keys]), np.array([means[k]["psnr_rgb"] for k in keys])
+    def curve(result_means: dict) -> tuple[np.ndarray, np.ndarray]:
+        return (np.array([result_means[k]["bpp"] for k in keys]),
+                np.array([result_means[k]["psnr_rgb"] for k in keys]))
 
-    rate, psnr = curve(per)
-    ref_rate, ref_psnr = curve(reference)
+    rate, psnr = curve(means)
+    ref_rate, ref_psnr = curve(folder_means(reference))
     files = per[keys[0]]["files"]
     falling = [{"image": files[i], "from": qualities[j - 1], "to": qualities[j],
                 "psnr": [round(per[keys[j - 1]]["psnr_rgb"][i], 3), round(per[keys[j]]["psnr_rgb"][i], 3)]}
                for i in range(len(files)) for j in range(1, len(keys))
                if per[keys[j]]["psnr_rgb"][i] < per[keys[j - 1]]["psnr_rgb"][i] - 0.02]
-    return {"points": points(per, qualities),
+    return {"points": points(means, qualities),
             "bd_rate_vs_reference": round(bd_rate(ref_rate, ref_psnr, rate, psnr), 2),
             "bd_psnr_vs_reference": round(bd_quality(ref_rate, ref_psnr, rate, psnr), 3),
             "psnr_falling": falling, "clipped": sum(per[k]["clipped"] for k in keys)}
@@ -123,7 +123,7 @@ def main() -> None:
             if reference is not None:
                 print(json.dumps({"model": name, **check(per, reference, qualities)}), flush=True)
                 continue
-            print(json.dumps({"model": name, "points": points(per, qualities)}), flush=True)
+            print(json.dumps({"model": name, "points": points(folder_means(per), qualities)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -263,7 +263,7 @@ def train(data, run_dir, steps, batch, patch, max_downscale, lr, decay_steps, th
 
     Multi-process (CPUs with gloo, GPUs with NCCL): torchrun --nproc_per_node K -m vaezip train ...
     """
-    from .training.loop import TrainConfig, run_config
+    from .training.loop import TrainConfig, distributed_launch, run_config
     from .training.loop import train as run_training
 
     validate_dir = str(validate_dir) if validate_dir and Path(validate_dir).is_dir() else None
@@ -278,7 +278,7 @@ def train(data, run_dir, steps, batch, patch, max_downscale, lr, decay_steps, th
     except VaezipError as e:
         _fail(str(e))
         sys.exit(1)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if distributed_launch():
         # The run is saved and its process group destroyed. The interpreter's own teardown then aborts in
         # about one run of ten on torch 2.13 with gloo ("terminate called without an active exception", no
         # Python frame left: a C++ thread destroyed unjoined), which torchrun reports as a failed job. Nothing

@@ -294,10 +294,15 @@ def run_config(init_from: str | None = None, **given) -> ModelConfig:
     return replace(base, **given)
 
 
+def distributed_launch() -> bool:
+    """Whether this process is one of several that torchrun started (one training run over them all)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print) -> None:
     files = image_files(cfg.data)  # a bad data folder is reported before anything is written
     torch.set_num_threads(cfg.threads)
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    distributed = distributed_launch()
     device = select_device(cfg.device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
