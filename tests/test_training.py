@@ -187,6 +187,30 @@ def test_two_processes_with_gloo_through_torchrun(data_dir, tmp_path):
     assert load_checkpoint(run / "checkpoint.pt")["step"] == 6
 
 
+def test_a_distributed_run_that_fails_says_why_and_exits_1(data_dir, tmp_path):
+    """An error after the process group is up (here a missing --init-from) ends each worker with its one-line
+    message and status 1, not with a traceback or the SIGABRT of the interpreter's teardown."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "vaezip",
+         "train", str(data_dir), "--run-dir", str(tmp_path / "ddp"), "--steps", "3", "--batch", "2", "--patch",
+         "64", "--init-from", str(tmp_path / "missing.npz"), "--validate", str(tmp_path / "none"),
+         "--device", "cpu"],
+        env=env, capture_output=True, text=True, timeout=300)
+    said = _workers_said(proc.stderr)
+    assert proc.returncode == 1, said
+    assert "vaezip: error: " in said and "missing.npz: cannot read model weights" in said, said
+    # The first worker to fail leaves with 1; torchrun may stop the other with SIGTERM (-15) before it does.
+    codes = set(re.findall(r"exitcode\s*:\s*(-?\d+)", proc.stderr))
+    assert "1" in codes and codes <= {"1", "-15"}, said
+    assert not (tmp_path / "ddp" / "checkpoint.pt").exists()
+
+
 def _average_in_two_processes(rank: int, init: str, out: str) -> None:
     import torch.distributed as dist
 

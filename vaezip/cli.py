@@ -277,15 +277,19 @@ def train(data, run_dir, steps, batch, patch, max_downscale, lr, decay_steps, th
         run_training(cfg, model_config, log=click.echo)
     except VaezipError as e:
         _fail(str(e))
-        sys.exit(1)
+        status = 1
+    else:
+        status = 0
     if distributed_launch():
-        # The run is saved and its process group destroyed. The interpreter's own teardown then aborts in
-        # about one run of ten on torch 2.13 with gloo ("terminate called without an active exception", no
-        # Python frame left: a C++ thread destroyed unjoined), which torchrun reports as a failed job. Nothing
-        # is left to finalise, so the worker leaves at once.
+        # The run is saved (or failed) and its process group destroyed. The interpreter's own teardown then
+        # aborts in about one run of ten on torch 2.13 with gloo ("terminate called without an active
+        # exception", no Python frame left: a C++ thread destroyed unjoined), which would turn either status
+        # into SIGABRT. Nothing is left to finalise, so the worker leaves at once.
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(0)
+        os._exit(status)
+    if status:
+        sys.exit(status)
 
 
 @main.command()
