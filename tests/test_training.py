@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -151,6 +152,11 @@ def test_a_failing_validation_does_not_end_the_run(data_dir, tmp_path, monkeypat
     assert [r["step"] for r in recs] == [2, 4] and "not normalizable" in recs[0]["validation_error"]
 
 
+#: `vaezip train` as two processes under torchrun (gloo on the CPU).
+TORCHRUN_TRAIN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "vaezip",
+                  "train"]
+
+
 def _workers_said(output: str) -> str:
     """What a failed torchrun job's workers printed: their errors come first, torchrun's summary of the failure
     (a long traceback of its own) last."""
@@ -161,13 +167,11 @@ def test_two_processes_with_gloo_through_torchrun(data_dir, tmp_path):
     """Scale-out on PyTorch's own stack, for real: torchrun, DistributedDataParallel, gloo, two CPUs."""
     import os
     import subprocess
-    import sys
 
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}  # an abort shows where
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "vaezip",
-         "train", str(data_dir), "--run-dir", str(run), "--steps", "3", "--batch", "2", "--patch", "64",
+        [*TORCHRUN_TRAIN, str(data_dir), "--run-dir", str(run), "--steps", "3", "--batch", "2", "--patch", "64",
          "--channels", "8", "--latent-channels", "12", "--validate", str(tmp_path / "none"), "--device", "cpu"],
         env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, _workers_said(proc.stderr)
@@ -178,8 +182,7 @@ def test_two_processes_with_gloo_through_torchrun(data_dir, tmp_path):
     # Resuming with two processes restores both random streams and continues, here as local SGD, whose
     # last average falls on no multiple of --sync-every.
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "vaezip",
-         "train", str(data_dir), "--run-dir", str(run), "--steps", "6", "--batch", "2", "--patch", "64",
+        [*TORCHRUN_TRAIN, str(data_dir), "--run-dir", str(run), "--steps", "6", "--batch", "2", "--patch", "64",
          "--sync-every", "2", "--validate", str(tmp_path / "none"), "--device", "cpu"],
         env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, _workers_said(proc.stderr)
@@ -193,12 +196,10 @@ def test_a_distributed_run_that_fails_says_why_and_exits_1(data_dir, tmp_path):
     import os
     import re
     import subprocess
-    import sys
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "vaezip",
-         "train", str(data_dir), "--run-dir", str(tmp_path / "ddp"), "--steps", "3", "--batch", "2", "--patch",
+        [*TORCHRUN_TRAIN, str(data_dir), "--run-dir", str(tmp_path / "ddp"), "--steps", "3", "--batch", "2", "--patch",
          "64", "--init-from", str(tmp_path / "missing.npz"), "--validate", str(tmp_path / "none"),
          "--device", "cpu"],
         env=env, capture_output=True, text=True, timeout=300)
@@ -255,7 +256,6 @@ def test_a_distributed_run_stopped_on_one_rank_saves(data_dir, tmp_path):
     import os
     import signal
     import subprocess
-    import sys
     from pathlib import Path
 
     if not Path(f"/proc/{os.getpid()}/environ").exists():
@@ -263,8 +263,7 @@ def test_a_distributed_run_stopped_on_one_rank_saves(data_dir, tmp_path):
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "vaezip",
-         "train", str(data_dir), "--run-dir", str(run), "--steps", "1000000", "--batch", "2", "--patch", "64",
+        [*TORCHRUN_TRAIN, str(data_dir), "--run-dir", str(run), "--steps", "1000000", "--batch", "2", "--patch", "64",
          "--channels", "8", "--latent-channels", "12", "--validate", str(tmp_path / "none"), "--device", "cpu"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
