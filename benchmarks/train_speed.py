@@ -47,6 +47,11 @@ VARIANTS = [
      "batch": 8, "compile": True, "bf16": True, "channels_last": True},
     {"name": "N128 M192 z 64, compile, bf16, channels_last", "n": 128, "m": 192, "hyper_hidden": 96,
      "z_channels": 64, "patch": 128, "batch": 8, "compile": True, "bf16": True, "channels_last": True},
+    # The main line since msh64-r9 (256-px crops, 4 per process), and with per-level modulation (--conditional).
+    {"name": "N64 M192 256 px b4, compile, bf16", "n": 64, "m": 192, "hyper_hidden": 96, "patch": 256,
+     "batch": 4, "compile": True, "bf16": True},
+    {"name": "N64 M192 256 px b4, compile, bf16, conditional", "n": 64, "m": 192, "hyper_hidden": 96,
+     "patch": 256, "batch": 4, "compile": True, "bf16": True, "conditional": True},
 ]
 
 
@@ -54,7 +59,8 @@ def measure(v: dict, steps: int) -> float:
     torch.set_num_threads(v.get("threads", 1))
     torch.manual_seed(0)
     model = build_model(ModelConfig(arch=v.get("arch", "msh-gain"), n=v["n"], m=v["m"],
-                                    hyper_hidden=v.get("hyper_hidden"), z_channels=v.get("z_channels")))
+                                    hyper_hidden=v.get("hyper_hidden"), z_channels=v.get("z_channels"),
+                                    conditional=v.get("conditional", False)))
     fmt = torch.channels_last if v.get("channels_last") else torch.contiguous_format
     model = model.to(memory_format=fmt)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)

@@ -392,6 +392,55 @@ def test_growing_n_keeps_what_the_model_computes(target):
     assert float(grown.g_a[2].weight.grad[:8, 8:].abs().sum()) > 0  # new -> old in g_a
 
 
+def test_adding_level_modulation_keeps_what_the_model_computes_until_it_learns():
+    torch.manual_seed(0)
+    small = build_model(TINY).eval()
+    target = replace(TINY, conditional=True)
+    assert can_grow(TINY, target) and not can_grow(target, TINY)
+    assert "conditional" not in TINY.to_dict() and ModelConfig.from_dict(target.to_dict()) == target
+    grown = grow(small, target).eval()
+    x = torch.from_numpy(synthetic(64, 64)).permute(2, 0, 1)[None].float() / 255
+    t = torch.tensor([0.0, 0.7, 2.0])
+    x3 = x.expand(3, -1, -1, -1)
+    with torch.no_grad():
+        assert torch.equal(small.synthesise(small.analyse(x3, t)[0], t), grown.synthesise(grown.analyse(x3, t)[0], t))
+        for table in grown.g_a_levels.parameters():  # learned modulation: now g_a depends on the level
+            table.copy_(torch.randn_like(table) * 0.3)
+        y = grown.analyse(x3, t)[0] / grown.gain.gain(t)  # what g_a itself produced
+        plain = small.analyse(x3, t)[0] / small.gain.gain(t)
+    assert torch.allclose(plain[0], plain[2], atol=1e-5)  # without modulation one g_a serves every level
+    assert not torch.allclose(y[0], y[2], atol=1e-3)
+    # A level between two trained ones is interpolated, as the gains are: the log-scale and the bias halfway
+    # between levels 0 and 1 are the means of theirs.
+    mod = grown.g_a_levels[0]
+    with torch.no_grad():
+        bias = mod(torch.zeros(3, 8, 1, 1), torch.tensor([0.0, 0.5, 1.0]))
+        log_scale = (mod(torch.ones(3, 8, 1, 1), torch.tensor([0.0, 0.5, 1.0])) - bias).log()
+    for v in (bias, log_scale):
+        assert torch.allclose(v[1], (v[0] + v[2]) / 2, atol=1e-6) and not torch.allclose(v[0], v[2])
+
+
+def test_a_conditional_model_trains_exports_and_codes_in_tiles(data_dir, tmp_path, monkeypatch):
+    import vaezip.codec as codec
+
+    conditional = replace(TINY, conditional=True)
+    train(cfg(data_dir, tmp_path / "a", 3), conditional, log=lambda *_: None)
+    ck = load_checkpoint(tmp_path / "a" / "checkpoint.pt")
+    assert float(ck["model"]["g_s_levels.0.log_scale"].abs().sum()) > 0  # the modulation is learning
+    export(tmp_path / "a" / "checkpoint.pt", tmp_path / "a.npz", "tiny-cc-r1")
+    model = zoo.load_file(tmp_path / "a.npz")
+    assert model.config == conditional
+    img = synthetic(80, 112)
+    whole = encode_array(img, "RGB", 40, model)
+    whole_img, _ = decode_array(whole.data, model)
+    assert whole_img.shape == img.shape
+    monkeypatch.setattr(codec, "ENCODE_TILE", 64)  # each tile is modulated for the image's level
+    monkeypatch.setattr(codec, "DECODE_TILE", 2)
+    assert encode_array(img, "RGB", 40, model).data == whole.data
+    tiled_img, _ = decode_array(whole.data, model)
+    assert np.abs(tiled_img.astype(int) - whole_img).max() <= 1
+
+
 def test_learning_rate_schedules():
     cosine = TrainConfig(data="", run_dir="", steps=1000, warmup=10)
     wsd = TrainConfig(data="", run_dir="", steps=1000, warmup=10, decay_steps=200)

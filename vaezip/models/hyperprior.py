@@ -9,7 +9,10 @@ autoregressive context) with gain units for continuous rate control (Cui et al. 
     rate   = -log2 p(z_hat' | factorized prior) - log2 N(r; 0, sigma)        (the KL term)
     loss   = lambda(t) * 255^2 * MSE(x, x_hat) + rate / pixels                (beta-VAE with beta = 1/lambda)
 
-t is a continuous rate level in [0, levels-1]; quality 0..100 maps linearly onto it (codec.py).
+t is a continuous rate level in [0, levels-1]; quality 0..100 maps linearly onto it (codec.py). With
+``ModelConfig.conditional``, g_a and g_s also see t: every GDN's input is scaled and shifted per channel
+and level (the conditional convolution of Choi et al. 2019), so the transforms, not only the latents'
+gains, can differ between rates.
 """
 from __future__ import annotations
 
@@ -23,7 +26,8 @@ from torch import nn
 from ..entropy import quantize
 from ..entropy.priors import FactorizedDensity, gaussian_likelihood
 from ..nn.tiling import run_tiled
-from ..nn.transforms import GainUnits, analysis, hyper_analysis, hyper_synthesis, synthesis
+from ..nn.transforms import (GainUnits, analysis, hyper_analysis, hyper_synthesis, modulations, run_modulated,
+                             synthesis)
 
 #: Total down-sampling of z (g_a, 16, then h_a, 4): inputs are padded to a multiple of this.
 STRIDE_Z = 64
@@ -45,6 +49,7 @@ class ModelConfig:
     lambda_max: float = 0.0932
     hyper_hidden: int | None = None  # width of h_s's hidden layers (None: m, as Minnen et al.)
     z_channels: int | None = None    # channels of z, and width of h_a and h_s's input (None: n)
+    conditional: bool = False        # g_a and g_s modulated per rate level (nn/transforms.py, LevelModulation)
 
     @property
     def hyper_width(self) -> int:
@@ -53,8 +58,8 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        for key in ("hyper_hidden", "z_channels"):
-            if d[key] is None:
+        for key, absent in (("hyper_hidden", None), ("z_channels", None), ("conditional", False)):
+            if d[key] is absent:
                 del d[key]  # weights files written before the field existed read back equal
         return d
 
@@ -95,12 +100,18 @@ class MeanScaleHyperprior(nn.Module):
         self.gain = GainUnits(levels, m, init)
         self.hyper_gain = GainUnits(levels, nz, 0.5 * init)
         self.z_prior = FactorizedDensity(nz)
+        # With ``conditional``, the hidden layers of g_a and g_s are modulated per level (Choi et al. 2019).
+        self.g_a_levels = modulations(self.g_a, levels) if config.conditional else None
+        self.g_s_levels = modulations(self.g_s, levels) if config.conditional else None
 
     # -- the steps shared by training and coding -------------------------------------------------
     def analyse(self, x: torch.Tensor, t: torch.Tensor, tile: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x -> (y', z'): gained latents, before quantization. With ``tile`` (pixels, a multiple of 16),
         g_a runs in tiles of that size (nn/tiling.py): the same values, bounded memory."""
-        y = self.g_a(x) if tile is None else run_tiled(self.g_a, x, tile, G_A_HALO, down=16)
+        def g_a(v):
+            return run_modulated(self.g_a, self.g_a_levels, v, t)
+
+        y = g_a(x) if tile is None else run_tiled(g_a, x, tile, G_A_HALO, down=16)
         y = y * self.gain.gain(t)
         z = self.h_a(y) * self.hyper_gain.gain(t)
         return y, z
@@ -116,8 +127,11 @@ class MeanScaleHyperprior(nn.Module):
 
     def synthesise(self, y_hat: torch.Tensor, t: torch.Tensor, tile: int | None = None) -> torch.Tensor:
         """y_hat' -> x_hat. With ``tile`` (latent positions), g_s runs in tiles of that size."""
+        def g_s(v):
+            return run_modulated(self.g_s, self.g_s_levels, v, t)
+
         y_hat = y_hat * self.gain.inverse_gain(t)
-        return self.g_s(y_hat) if tile is None else run_tiled(self.g_s, y_hat, tile, G_S_HALO, up=16)
+        return g_s(y_hat) if tile is None else run_tiled(g_s, y_hat, tile, G_S_HALO, up=16)
 
     # -- training ----------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> RDOutput:

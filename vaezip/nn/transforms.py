@@ -1,5 +1,7 @@
-"""The four transforms of a mean–scale hyperprior model (Minnen, Ballé & Toderici 2018) and the gain
-units that give one set of weights a continuous range of rates (Cui et al. 2021)."""
+"""The four transforms of a mean–scale hyperprior model (Minnen, Ballé & Toderici 2018), the gain
+units that give one set of weights a continuous range of rates (Cui et al. 2021), and the per-level
+modulation of the transforms' hidden channels that lets g_a and g_s themselves depend on the rate (Choi
+et al. 2019)."""
 from __future__ import annotations
 
 import torch
@@ -61,16 +63,58 @@ class GainUnits(nn.Module):
     def levels(self) -> int:
         return self.log_gain.shape[0]
 
-    @staticmethod
-    def _interpolate(table: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        t = t.clamp(0, table.shape[0] - 1)
-        lo = t.floor().long().clamp(max=table.shape[0] - 2)
-        w = (t - lo.to(t.dtype)).unsqueeze(-1)
-        log_g = table[lo] * (1 - w) + table[lo + 1] * w
-        return log_g.exp()[..., None, None]  # (B, C, 1, 1)
-
     def gain(self, t: torch.Tensor) -> torch.Tensor:
-        return self._interpolate(self.log_gain, t)
+        return interpolate_levels(self.log_gain, t).exp()
 
     def inverse_gain(self, t: torch.Tensor) -> torch.Tensor:
-        return self._interpolate(self.log_inverse_gain, t)
+        return interpolate_levels(self.log_inverse_gain, t).exp()
+
+
+def interpolate_levels(table: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """A (levels, C) table at continuous levels t (B,): linear between the neighbouring rows, as
+    (B, C, 1, 1) to scale or shift feature maps."""
+    t = t.clamp(0, table.shape[0] - 1)
+    lo = t.floor().long().clamp(max=table.shape[0] - 2)
+    w = (t - lo.to(t.dtype)).unsqueeze(-1)
+    return (table[lo] * (1 - w) + table[lo + 1] * w)[..., None, None]
+
+
+class LevelModulation(nn.Module):
+    """A per-level scale and bias of each channel of a hidden layer: x * exp(s(t)) + b(t), with s and b
+    interpolated between the levels like the gains (Choi, El-Khamy & Lee 2019, "Variable rate deep image
+    compression with a conditional autoencoder", ICCV: their conditional convolution; feature-wise linear
+    modulation in the sense of Perez et al. 2018, "FiLM").
+
+    Placed after a convolution and before its GDN, it moves GDN's operating point per rate, so one set of
+    filters can serve a rate range of 50x in different ways. Both tables start at zero (the identity), so
+    a model that gains them computes exactly what it computed before (training/grow.py).
+    """
+
+    def __init__(self, levels: int, channels: int):
+        super().__init__()
+        self.log_scale = nn.Parameter(torch.zeros(levels, channels))
+        self.bias = nn.Parameter(torch.zeros(levels, channels))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        scale = interpolate_levels(self.log_scale, t).exp().to(x.dtype)
+        return x * scale + interpolate_levels(self.bias, t).to(x.dtype)
+
+
+def modulations(transform: nn.Sequential, levels: int) -> nn.ModuleList:
+    """One LevelModulation for every GDN of ``transform`` (at the output of the convolution before it)."""
+    return nn.ModuleList(LevelModulation(levels, layer.beta.shape[0]) for layer in transform
+                         if isinstance(layer, GDN))
+
+
+def run_modulated(transform: nn.Sequential, mods: nn.ModuleList | None, x: torch.Tensor,
+                  t: torch.Tensor) -> torch.Tensor:
+    """``transform(x)``, with each GDN's input modulated for the levels t when ``mods`` is given."""
+    if mods is None:
+        return transform(x)
+    k = 0
+    for layer in transform:
+        if isinstance(layer, GDN):
+            x = mods[k](x, t)
+            k += 1
+        x = layer(x)
+    return x

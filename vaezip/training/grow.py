@@ -26,7 +26,9 @@ The zero weights receive gradients at once, since the new channels are active.
 
 A hyperprior model may also gain a checkerboard context (models/checkerboard.py): its context and
 entropy-parameters networks are new, and the latter's last layer starts at zero, so the grown model again
-computes what the source computed. Only N, M and the context may change; everything else must match.
+computes what the source computed. It may gain per-level modulation of its transforms (``conditional``,
+nn/transforms.py), which starts as the identity. Only N, M, the context and the modulation may be added;
+everything else must match.
 """
 from __future__ import annotations
 
@@ -54,10 +56,11 @@ def hyper_hidden(config: ModelConfig) -> int:
 
 def can_grow(source: ModelConfig, target: ModelConfig) -> bool:
     """True when target differs from source only by a larger (or equal) N and M, with the hyper networks'
-    widths kept, and perhaps by an added context model."""
+    widths kept, and perhaps by an added context model or per-level modulation."""
     same = dataclasses.replace(target, n=source.n, m=source.m, hyper_hidden=source.hyper_hidden,
-                               z_channels=source.z_channels, arch=source.arch)
+                               z_channels=source.z_channels, arch=source.arch, conditional=source.conditional)
     return (same == source and target.n >= source.n and target.m >= source.m
+            and target.conditional >= source.conditional
             and hyper_hidden(target) == hyper_hidden(source) and target.hyper_width == source.hyper_width
             and (source.arch, target.arch) in GROWABLE_ARCHS
             and (source.arch == "msh-gain" or target.m == source.m))  # a trained context does not widen
@@ -73,7 +76,7 @@ def grow(source: MeanScaleHyperprior, target: ModelConfig, seed: int = 0) -> Mea
     if not can_grow(source.config, target):
         raise GrowError(f"cannot grow a model of config {source.config} into {target}: only the widths N and M "
                         f"may grow, with --z-channels {source.config.hyper_width} and --hyper-channels "
-                        f"{hyper_hidden(source.config)}, and a context model be added")
+                        f"{hyper_hidden(source.config)}, and a context model or --conditional be added")
     m0, m = source.config.m, target.m
     torch.manual_seed(seed)
     grown = build_model(target)
@@ -82,7 +85,7 @@ def grow(source: MeanScaleHyperprior, target: ModelConfig, seed: int = 0) -> Mea
     h_s_out = f"h_s.{len(source.h_s) - 1}"
     with torch.no_grad():
         for key, value in new.items():
-            src = old.get(key)  # None: a new context network, which keeps its (function-preserving) init
+            src = old.get(key)  # None: a new context network or modulation, which keeps its (identity) init
             if src is not None and not key.startswith(h_s_out):
                 _lead(value, src.shape).copy_(src)
         # New channels must not reach old ones: zero weights from new inputs into old outputs. Except in

@@ -351,7 +351,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
         if start.config != model.config:
             if not can_grow(start.config, model.config):
                 raise CheckpointError(f"{cfg.init_from}: its model config {start.config} differs from this "
-                                      f"run's {model.config}; only M can grow and a context be added")
+                                      f"run's {model.config}; only N and M can grow, and a context or --conditional be added")
             source = grow(source, model.config, seed=cfg.seed)
             log(f"grew {start.name} ({start.config.arch}, N={start.config.n}, M={start.config.m}) into "
                 f"{model.config.arch}, N={model.config.n}, M={model.config.m}")
