@@ -74,9 +74,13 @@ _ENTRIES = (
     ZooEntry("msh64-r10", "msh64-r10.npz",
              "f94c01d537349f21b57bb464bc0df09d12bdf86b6299d80b74357d46bb31ddc6",
              "mean-scale hyperprior, N=64 M=192 (grown from M=96), gain units, variable rate; trained on CPU"),
+    ZooEntry("msh64-r11", "msh64-r11.npz",
+             "b0d8c9d97821e8a47d96c6f7b1b1f7f368351ed912906d8f3b1f7615f3cd9766",
+             "mean-scale hyperprior, N=64 M=192 (grown from M=96), gain units and per-level modulation "
+             "of the transforms, variable rate; trained on CPU"),
 )
 REGISTRY: dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}
-DEFAULT_MODEL = "msh64-r10"
+DEFAULT_MODEL = "msh64-r11"
 
 
 @dataclass
