@@ -299,6 +299,11 @@ def distributed_launch() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def _shape(config: ModelConfig) -> str:
+    """``msh-gain, N=64, M=192[, conditional]``: what a run's log says about a model's shape."""
+    return f"{config.arch}, N={config.n}, M={config.m}" + (", conditional" if config.conditional else "")
+
+
 def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print) -> None:
     files = image_files(cfg.data)  # a bad data folder is reported before anything is written
     torch.set_num_threads(cfg.threads)
@@ -353,8 +358,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
                 raise CheckpointError(f"{cfg.init_from}: its model config {start.config} differs from this "
                                       f"run's {model.config}; only N and M can grow, and a context or --conditional be added")
             source = grow(source, model.config, seed=cfg.seed)
-            log(f"grew {start.name} ({start.config.arch}, N={start.config.n}, M={start.config.m}) into "
-                f"{model.config.arch}, N={model.config.n}, M={model.config.m}")
+            log(f"grew {start.name} ({_shape(start.config)}) into {_shape(model.config)}")
         model.load_state_dict(source.state_dict())
         ema.load_state_dict(source.state_dict())
         cpu_s = float(start.meta.get("cpu_hours", 0.0)) * 3600  # CPU-hours count from the very start
