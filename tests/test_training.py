@@ -441,6 +441,65 @@ def test_a_conditional_model_trains_exports_and_codes_in_tiles(data_dir, tmp_pat
     assert np.abs(tiled_img.astype(int) - whole_img).max() <= 1
 
 
+def _perturb_blocks(model, scale=0.2):
+    """Give every residual block's (zero-initialised) second convolution weights: the blocks then act."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".conv2." in name:
+                p.copy_(torch.randn_like(p) * scale)
+
+
+def test_adding_residual_blocks_keeps_what_the_model_computes_and_moves_the_layers_after_them():
+    torch.manual_seed(0)
+    one = replace(TINY, res_blocks=1)
+    source = build_model(one).eval()
+    _perturb_blocks(source)  # a trained block, which must survive the growth
+    target = replace(one, res_blocks=2, n=12, z_channels=TINY.n, conditional=True)
+    assert can_grow(one, target) and can_grow(TINY, one) and not can_grow(target, one)
+    assert "res_blocks" not in TINY.to_dict() and ModelConfig.from_dict(target.to_dict()) == target
+    grown = grow(source, target).eval()
+    assert len(grown.g_a) == len(source.g_a) + 1 and len(grown.g_s) == len(source.g_s) + 1
+    x = torch.from_numpy(synthetic(64, 64)).permute(2, 0, 1)[None].float().expand(2, -1, -1, -1) / 255
+    t = torch.tensor([0.3, 1.6])
+    with torch.no_grad():
+        y, z = source.analyse(x, t)
+        y2, z2 = grown.analyse(x, t)
+        assert torch.allclose(y, y2[:, :TINY.m], atol=1e-5) and torch.allclose(z, z2, atol=1e-5)
+        assert torch.allclose(source.synthesise(y, t), grown.synthesise(y2, t), atol=1e-5)
+        _perturb_blocks(grown)  # the new block learns: g_a and g_s change
+        assert not torch.allclose(source.synthesise(y, t), grown.synthesise(y2, t), atol=1e-3)
+
+
+def test_a_model_with_residual_blocks_trains_exports_and_codes_in_tiles(data_dir, tmp_path, monkeypatch):
+    """The blocks widen the transforms' receptive fields; the tiling halos grow with them, so tiled coding
+    stays exact (and a halo one block short would not be)."""
+    import vaezip.codec as codec
+    from vaezip.nn.tiling import run_tiled
+
+    blocks = replace(TINY, res_blocks=2)
+    train(cfg(data_dir, tmp_path / "a", 2), blocks, log=lambda *_: None)
+    ck = load_checkpoint(tmp_path / "a" / "checkpoint.pt")
+    assert float(ck["model"]["g_s.2.conv2.weight"].abs().sum()) > 0  # the blocks are learning
+    export(tmp_path / "a" / "checkpoint.pt", tmp_path / "a.npz", "tiny-rb-r1")
+    model = zoo.load_file(tmp_path / "a.npz")
+    assert model.config == blocks
+    _perturb_blocks(model.network, 1.0)  # strong blocks, so that a short halo would show
+    img = synthetic(96, 160)
+    whole = encode_array(img, "RGB", 40, model)
+    whole_img, _ = decode_array(whole.data, model)
+    monkeypatch.setattr(codec, "ENCODE_TILE", 64)
+    monkeypatch.setattr(codec, "DECODE_TILE", 2)
+    assert encode_array(img, "RGB", 40, model).data == whole.data
+    tiled_img, _ = decode_array(whole.data, model)
+    assert np.abs(tiled_img.astype(int) - whole_img).max() <= 1
+    net, t = model.network, torch.tensor([1.0])
+    x = torch.rand(1, 3, 128, 192)
+    with torch.no_grad():
+        g_a = net.g_a(x)
+        assert (run_tiled(net.g_a, x, 64, net.g_a_halo, down=16) - g_a).abs().max() < 1e-4
+        assert (run_tiled(net.g_a, x, 64, net.g_a_halo - 16, down=16) - g_a).abs().max() > 1e-3
+
+
 def test_learning_rate_schedules():
     cosine = TrainConfig(data="", run_dir="", steps=1000, warmup=10)
     wsd = TrainConfig(data="", run_dir="", steps=1000, warmup=10, decay_steps=200)

@@ -10,7 +10,9 @@ Receptive radii of our transforms (5x5 kernels, four stride-2 layers; see transf
 
 * g_a: 2 + 2·2 + 2·4 + 2·8 = 30 input pixels, so a halo of 32 pixels (two latent positions) is exact;
 * g_s at inference (each stride-2 layer is a 3x3 convolution and a pixel shuffle): under two latent
-  positions, so a halo of 4 latent positions is exact with a margin.
+  positions, so a halo of 4 latent positions is exact with a margin;
+* each residual block (two 3x3 convolutions at 1/8 resolution) adds 16 pixels to g_a's radius and one
+  latent position to g_s's.
 """
 from __future__ import annotations
 

@@ -27,8 +27,9 @@ The zero weights receive gradients at once, since the new channels are active.
 A hyperprior model may also gain a checkerboard context (models/checkerboard.py): its context and
 entropy-parameters networks are new, and the latter's last layer starts at zero, so the grown model again
 computes what the source computed. It may gain per-level modulation of its transforms (``conditional``,
-nn/transforms.py), which starts as the identity. Only N, M, the context and the modulation may be added;
-everything else must match.
+nn/transforms.py) and residual blocks (``res_blocks``), which start as the identity; the layers after new
+blocks move down g_a's and g_s's sequences, and their weights move with them. Only N, M, the context, the
+modulation and the blocks may be added; everything else must match.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from torch import nn
 
 from ..errors import VaezipError
 from ..models import MeanScaleHyperprior, ModelConfig, build_model
+from ..nn.transforms import ResidualBlock
 
 #: New analysis filters start at this fraction of their default initialisation.
 NEW_FILTER_SCALE = 0.01
@@ -58,9 +60,10 @@ def can_grow(source: ModelConfig, target: ModelConfig) -> bool:
     """True when target differs from source only by a larger (or equal) N and M, with the hyper networks'
     widths kept, and perhaps by an added context model or per-level modulation."""
     same = dataclasses.replace(target, n=source.n, m=source.m, hyper_hidden=source.hyper_hidden,
-                               z_channels=source.z_channels, arch=source.arch, conditional=source.conditional)
+                               z_channels=source.z_channels, arch=source.arch, conditional=source.conditional,
+                               res_blocks=source.res_blocks)
     return (same == source and target.n >= source.n and target.m >= source.m
-            and target.conditional >= source.conditional
+            and target.conditional >= source.conditional and target.res_blocks >= source.res_blocks
             and hyper_hidden(target) == hyper_hidden(source) and target.hyper_width == source.hyper_width
             and (source.arch, target.arch) in GROWABLE_ARCHS
             and (source.arch == "msh-gain" or target.m == source.m))  # a trained context does not widen
@@ -71,37 +74,64 @@ def _lead(t: torch.Tensor, shape) -> torch.Tensor:
     return t[tuple(slice(0, s) for s in shape)]
 
 
+def _moved_layers(source: MeanScaleHyperprior, grown: MeanScaleHyperprior) -> dict[str, str]:
+    """Where the source's layers of g_a and g_s are in the grown model ("g_a.6" -> "g_a.7"): in order,
+    passing over the residual blocks the grown model adds (its first blocks are the source's)."""
+    moved = {}
+    for name in ("g_a", "g_s"):
+        old_blocks = sum(isinstance(layer, ResidualBlock) for layer in getattr(source, name))
+        j = 0
+        for i, layer in enumerate(getattr(grown, name)):
+            if isinstance(layer, ResidualBlock):
+                if old_blocks == 0:
+                    continue  # a new block
+                old_blocks -= 1
+            moved[f"{name}.{j}"] = f"{name}.{i}"
+            j += 1
+    return moved
+
+
+def _rename(key: str, moved: dict[str, str]) -> str:
+    """A state-dict key with its layer prefix moved ("g_a.6.weight" -> "g_a.7.weight")."""
+    head, _, rest = key.partition(".")
+    index, _, rest = rest.partition(".")
+    prefix = f"{head}.{index}"
+    return f"{moved[prefix]}.{rest}" if prefix in moved else key
+
+
 def grow(source: MeanScaleHyperprior, target: ModelConfig, seed: int = 0) -> MeanScaleHyperprior:
     """A model of config ``target`` that computes what ``source`` computes (see the module docstring)."""
     if not can_grow(source.config, target):
         raise GrowError(f"cannot grow a model of config {source.config} into {target}: only the widths N and M "
                         f"may grow, with --z-channels {source.config.hyper_width} and --hyper-channels "
-                        f"{hyper_hidden(source.config)}, and a context model or --conditional be added")
+                        f"{hyper_hidden(source.config)}, and a context model, --conditional or --res-blocks be added")
     m0, m = source.config.m, target.m
     torch.manual_seed(seed)
     grown = build_model(target)
     old = source.state_dict()
     new = grown.state_dict()
+    moved = _moved_layers(source, grown)
+    old = {_rename(key, moved): value for key, value in old.items()}  # in the grown model's names
     h_s_out = f"h_s.{len(source.h_s) - 1}"
     with torch.no_grad():
         for key, value in new.items():
-            src = old.get(key)  # None: a new context network or modulation, which keeps its (identity) init
+            src = old.get(key)  # None: a new context network, modulation or block: keeps its (identity) init
             if src is not None and not key.startswith(h_s_out):
                 _lead(value, src.shape).copy_(src)
         # New channels must not reach old ones: zero weights from new inputs into old outputs. Except in
         # g_s's first layer, whose new inputs (latents) are zero anyway and must pass gradients.
-        for prefix, seq in (("g_a", grown.g_a), ("h_a", grown.h_a), ("g_s", grown.g_s)):
-            for i, layer in enumerate(seq):
-                key = f"{prefix}.{i}.weight"
-                if key == "g_s.0.weight" or not isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
-                    continue
-                w, (a, b) = new[key], old[key].shape[:2]
-                if isinstance(layer, nn.ConvTranspose2d):  # (in, out, k, k)
-                    w[a:, :b] = 0
-                else:  # (out, in, k, k)
-                    w[:a, b:] = 0
+        for name, layer in grown.named_modules():
+            key = f"{name}.weight"
+            if (name.split(".")[0] not in ("g_a", "h_a", "g_s") or key == "g_s.0.weight" or key not in old
+                    or not isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d))):
+                continue
+            w, (a, b) = new[key], old[key].shape[:2]
+            if isinstance(layer, nn.ConvTranspose2d):  # (in, out, k, k)
+                w[a:, :b] = 0
+            else:  # (out, in, k, k)
+                w[:a, b:] = 0
         # g_a's last convolution: new latent filters small, so that they quantize to zero.
-        last = f"g_a.{len(source.g_a) - 1}"
+        last = f"g_a.{len(grown.g_a) - 1}"
         new[f"{last}.weight"][m0:] *= NEW_FILTER_SCALE
         new[f"{last}.bias"][m0:] = 0
         # h_s's last convolution: (2M, hidden, k, k) = [means; scales]; new rows zero.

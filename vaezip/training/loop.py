@@ -300,8 +300,9 @@ def distributed_launch() -> bool:
 
 
 def _shape(config: ModelConfig) -> str:
-    """``msh-gain, N=64, M=192[, conditional]``: what a run's log says about a model's shape."""
-    return f"{config.arch}, N={config.n}, M={config.m}" + (", conditional" if config.conditional else "")
+    """``msh-gain, N=64, M=192[, conditional][, K residual blocks]``: what a run's log says about a model's shape."""
+    return (f"{config.arch}, N={config.n}, M={config.m}" + (", conditional" if config.conditional else "")
+            + (f", {config.res_blocks} residual blocks" if config.res_blocks else ""))
 
 
 def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print) -> None:
@@ -356,7 +357,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
         if start.config != model.config:
             if not can_grow(start.config, model.config):
                 raise CheckpointError(f"{cfg.init_from}: its model config {start.config} differs from this "
-                                      f"run's {model.config}; only N and M can grow, and a context or --conditional be added")
+                                      f"run's {model.config}; only N and M can grow, and a context, --conditional or --res-blocks be added")
             source = grow(source, model.config, seed=cfg.seed)
             log(f"grew {start.name} ({_shape(start.config)}) into {_shape(model.config)}")
         model.load_state_dict(source.state_dict())
