@@ -52,9 +52,6 @@ VARIANTS = [
      "batch": 4, "compile": True, "bf16": True},
     {"name": "N64 M192 256 px b4, compile, bf16, conditional", "n": 64, "m": 192, "hyper_hidden": 96,
      "patch": 256, "batch": 4, "compile": True, "bf16": True, "conditional": True},
-    {"name": "N64 M192 256 px b4, compile, bf16, conditional, 1 residual block", "n": 64, "m": 192,
-     "hyper_hidden": 96, "patch": 256, "batch": 4, "compile": True, "bf16": True, "conditional": True,
-     "res_blocks": 1},
 ]
 
 
@@ -63,7 +60,7 @@ def measure(v: dict, steps: int) -> float:
     torch.manual_seed(0)
     model = build_model(ModelConfig(arch=v.get("arch", "msh-gain"), n=v["n"], m=v["m"],
                                     hyper_hidden=v.get("hyper_hidden"), z_channels=v.get("z_channels"),
-                                    conditional=v.get("conditional", False), res_blocks=v.get("res_blocks", 0)))
+                                    conditional=v.get("conditional", False)))
     fmt = torch.channels_last if v.get("channels_last") else torch.contiguous_format
     model = model.to(memory_format=fmt)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)

@@ -302,7 +302,7 @@ def distributed_launch() -> bool:
 def _shape(config: ModelConfig) -> str:
     """``msh-gain, N=64, M=192[, conditional][, K residual blocks]``: what a run's log says about a model's shape."""
     return (f"{config.arch}, N={config.n}, M={config.m}" + (", conditional" if config.conditional else "")
-            + (f", {config.res_blocks} residual blocks" if config.res_blocks else ""))
+            + (f", {config.res_blocks} residual block{'s' * (config.res_blocks > 1)}" if config.res_blocks else ""))
 
 
 def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print) -> None:
