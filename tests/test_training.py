@@ -420,25 +420,35 @@ def test_adding_level_modulation_keeps_what_the_model_computes_until_it_learns()
         assert torch.allclose(v[1], (v[0] + v[2]) / 2, atol=1e-6) and not torch.allclose(v[0], v[2])
 
 
-def test_a_conditional_model_trains_exports_and_codes_in_tiles(data_dir, tmp_path, monkeypatch):
+def _train_and_export(data_dir, tmp_path, config, steps, learning):
+    """Train a few steps, check that parameter ``learning`` moved from its zero start, export, load."""
+    train(cfg(data_dir, tmp_path / "a", steps), config, log=lambda *_: None)
+    ck = load_checkpoint(tmp_path / "a" / "checkpoint.pt")
+    assert float(ck["model"][learning].abs().sum()) > 0
+    export(tmp_path / "a" / "checkpoint.pt", tmp_path / "a.npz", "tiny-r1")
+    model = zoo.load_file(tmp_path / "a.npz")
+    assert model.config == config
+    return model
+
+
+def _codes_the_same_in_tiles(model, img, monkeypatch):
+    """The file of the whole image again with tiny tiles, and its decoding within 1 of the whole one's."""
     import vaezip.codec as codec
 
-    conditional = replace(TINY, conditional=True)
-    train(cfg(data_dir, tmp_path / "a", 3), conditional, log=lambda *_: None)
-    ck = load_checkpoint(tmp_path / "a" / "checkpoint.pt")
-    assert float(ck["model"]["g_s_levels.0.log_scale"].abs().sum()) > 0  # the modulation is learning
-    export(tmp_path / "a" / "checkpoint.pt", tmp_path / "a.npz", "tiny-cc-r1")
-    model = zoo.load_file(tmp_path / "a.npz")
-    assert model.config == conditional
-    img = synthetic(80, 112)
     whole = encode_array(img, "RGB", 40, model)
     whole_img, _ = decode_array(whole.data, model)
     assert whole_img.shape == img.shape
-    monkeypatch.setattr(codec, "ENCODE_TILE", 64)  # each tile is modulated for the image's level
+    monkeypatch.setattr(codec, "ENCODE_TILE", 64)
     monkeypatch.setattr(codec, "DECODE_TILE", 2)
     assert encode_array(img, "RGB", 40, model).data == whole.data
     tiled_img, _ = decode_array(whole.data, model)
     assert np.abs(tiled_img.astype(int) - whole_img).max() <= 1
+
+
+def test_a_conditional_model_trains_exports_and_codes_in_tiles(data_dir, tmp_path, monkeypatch):
+    """Each tile is modulated for the image's level."""
+    model = _train_and_export(data_dir, tmp_path, replace(TINY, conditional=True), 3, "g_s_levels.0.log_scale")
+    _codes_the_same_in_tiles(model, synthetic(80, 112), monkeypatch)
 
 
 def _perturb_blocks(model, scale=0.2):
@@ -473,26 +483,12 @@ def test_adding_residual_blocks_keeps_what_the_model_computes_and_moves_the_laye
 def test_a_model_with_residual_blocks_trains_exports_and_codes_in_tiles(data_dir, tmp_path, monkeypatch):
     """The blocks widen the transforms' receptive fields; the tiling halos grow with them, so tiled coding
     stays exact (and a halo one block short would not be)."""
-    import vaezip.codec as codec
     from vaezip.nn.tiling import run_tiled
 
-    blocks = replace(TINY, res_blocks=2)
-    train(cfg(data_dir, tmp_path / "a", 2), blocks, log=lambda *_: None)
-    ck = load_checkpoint(tmp_path / "a" / "checkpoint.pt")
-    assert float(ck["model"]["g_s.2.conv2.weight"].abs().sum()) > 0  # the blocks are learning
-    export(tmp_path / "a" / "checkpoint.pt", tmp_path / "a.npz", "tiny-rb-r1")
-    model = zoo.load_file(tmp_path / "a.npz")
-    assert model.config == blocks
+    model = _train_and_export(data_dir, tmp_path, replace(TINY, res_blocks=2), 2, "g_s.2.conv2.weight")
     _perturb_blocks(model.network, 1.0)  # strong blocks, so that a short halo would show
-    img = synthetic(96, 160)
-    whole = encode_array(img, "RGB", 40, model)
-    whole_img, _ = decode_array(whole.data, model)
-    monkeypatch.setattr(codec, "ENCODE_TILE", 64)
-    monkeypatch.setattr(codec, "DECODE_TILE", 2)
-    assert encode_array(img, "RGB", 40, model).data == whole.data
-    tiled_img, _ = decode_array(whole.data, model)
-    assert np.abs(tiled_img.astype(int) - whole_img).max() <= 1
-    net, t = model.network, torch.tensor([1.0])
+    _codes_the_same_in_tiles(model, synthetic(96, 160), monkeypatch)
+    net = model.network
     x = torch.rand(1, 3, 128, 192)
     with torch.no_grad():
         g_a = net.g_a(x)
