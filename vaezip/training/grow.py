@@ -58,7 +58,7 @@ def hyper_hidden(config: ModelConfig) -> int:
 
 def can_grow(source: ModelConfig, target: ModelConfig) -> bool:
     """True when target differs from source only by a larger (or equal) N and M, with the hyper networks'
-    widths kept, and perhaps by an added context model or per-level modulation."""
+    widths kept, and perhaps by an added context model, per-level modulation or residual blocks."""
     same = dataclasses.replace(target, n=source.n, m=source.m, hyper_hidden=source.hyper_hidden,
                                z_channels=source.z_channels, arch=source.arch, conditional=source.conditional,
                                res_blocks=source.res_blocks)
