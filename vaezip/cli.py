@@ -204,7 +204,8 @@ def models():
         try:
             with np.load(path, allow_pickle=False) as a:
                 meta = json.loads(bytes(a["meta.json"]).decode())
-            trained = f"{meta.get('step', '?')} steps, {meta.get('cpu_hours', '?')} CPU-h"
+            # CPU-hours count from the lineage's very start; steps only those of the run it was exported from
+            trained = f"{meta.get('cpu_hours', '?')} CPU-h ({meta.get('step', '?')} steps in its last run)"
             size = f"{path.stat().st_size / 1e6:.1f} MB"
         except (OSError, KeyError, ValueError):
             trained, size = "weights missing or unreadable", "-"
