@@ -3,7 +3,7 @@ comparison behind the campaign's decisions (benchmarks/README.md, "Training camp
 
     python benchmarks/eval_checkpoint.py RUN/checkpoint.pt [weights.npz ...] [--qualities 10,50,90]
     python benchmarks/eval_checkpoint.py RUN/checkpoint.pt --ceiling [--limit 6]
-    python benchmarks/eval_checkpoint.py CANDIDATE.npz --against msh64-r11
+    python benchmarks/eval_checkpoint.py CANDIDATE.npz --against msh64-r12
 
 bpp from the bytes of the .vz data, PSNR-RGB from the decoded pixels, mean over the images.
 ``--against MODEL`` is the check before a weights file ships (README, "Training recipe"): every image at

@@ -78,9 +78,13 @@ _ENTRIES = (
              "b0d8c9d97821e8a47d96c6f7b1b1f7f368351ed912906d8f3b1f7615f3cd9766",
              "mean-scale hyperprior, N=64 M=192 (grown from M=96), gain units and per-level modulation "
              "of the transforms, variable rate; trained on CPU"),
+    ZooEntry("msh64-r12", "msh64-r12.npz",
+             "485ff759265b796f3343afaa94a5308dce17f0c5c324b4026b3ea995c3efe219",
+             "mean-scale hyperprior, N=64 M=192 (grown from M=96), gain units and per-level modulation "
+             "of the transforms, variable rate; trained on CPU"),
 )
 REGISTRY: dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}
-DEFAULT_MODEL = "msh64-r11"
+DEFAULT_MODEL = "msh64-r12"
 
 
 @dataclass
