@@ -38,9 +38,13 @@ from ..models import MeanScaleHyperprior, ModelConfig, build_model
 @dataclass(frozen=True)
 class ZooEntry:
     name: str
-    file: str
     sha256: str
     description: str
+
+    @property
+    def file(self) -> str:
+        """The weights file's name in zoo/weights."""
+        return f"{self.name}.npz"
 
 
 _M96 = "mean-scale hyperprior, N=64 M=96, gain units, variable rate; trained on CPU"
@@ -49,23 +53,19 @@ _M192_MODULATED = ("mean-scale hyperprior, N=64 M=192 (grown from M=96), gain un
                    "of the transforms, variable rate; trained on CPU")
 
 
-def _entry(name: str, sha256: str, description: str) -> ZooEntry:
-    return ZooEntry(name, f"{name}.npz", sha256, description)
-
-
 _ENTRIES = (
-    _entry("msh64-r1", "dbfc4006a0b255fb2c08ab2c018edf3a576e6cc168f79aa61df4addc6fca0ad6", _M96),
-    _entry("msh64-r2", "ce449fd349773cd6306f669766a7e13db2a7c9c4d31ef9db397c3b807f3e2ef3", _M192),
-    _entry("msh64-r3", "928977c80eee95a6545725c0f3457655f179711186778f9c11c2af22f1497071", _M192),
-    _entry("msh64-r4", "af6756928748e64dfa12b6dda0f80936f1eb6860871b09b2d773fe156ab80b9f", _M192),
-    _entry("msh64-r5", "0cf1894b253fc2cd921c22bbca2c8661197dd4598659867ec48c5bdc20eed582", _M192),
-    _entry("msh64-r6", "47e3e1db068e6e99c446ed876fe20bcdcc91c4cdfad0260d4ebe1cb91b0842d9", _M192),
-    _entry("msh64-r7", "93260331701347948fd51f215e8d33e46d54ce360e466aa982dbf9ad9f609a19", _M192),
-    _entry("msh64-r8", "01955f1d19c242899bae63703752e2fb52f9fdefeaa1d3cd991e1247153e12a4", _M192),
-    _entry("msh64-r9", "85b5c0dbcc1b7174e727296fdaeedfeaf12058ee8f8dac12b9b471890a7252f8", _M192),
-    _entry("msh64-r10", "f94c01d537349f21b57bb464bc0df09d12bdf86b6299d80b74357d46bb31ddc6", _M192),
-    _entry("msh64-r11", "b0d8c9d97821e8a47d96c6f7b1b1f7f368351ed912906d8f3b1f7615f3cd9766", _M192_MODULATED),
-    _entry("msh64-r12", "485ff759265b796f3343afaa94a5308dce17f0c5c324b4026b3ea995c3efe219", _M192_MODULATED),
+    ZooEntry("msh64-r1", "dbfc4006a0b255fb2c08ab2c018edf3a576e6cc168f79aa61df4addc6fca0ad6", _M96),
+    ZooEntry("msh64-r2", "ce449fd349773cd6306f669766a7e13db2a7c9c4d31ef9db397c3b807f3e2ef3", _M192),
+    ZooEntry("msh64-r3", "928977c80eee95a6545725c0f3457655f179711186778f9c11c2af22f1497071", _M192),
+    ZooEntry("msh64-r4", "af6756928748e64dfa12b6dda0f80936f1eb6860871b09b2d773fe156ab80b9f", _M192),
+    ZooEntry("msh64-r5", "0cf1894b253fc2cd921c22bbca2c8661197dd4598659867ec48c5bdc20eed582", _M192),
+    ZooEntry("msh64-r6", "47e3e1db068e6e99c446ed876fe20bcdcc91c4cdfad0260d4ebe1cb91b0842d9", _M192),
+    ZooEntry("msh64-r7", "93260331701347948fd51f215e8d33e46d54ce360e466aa982dbf9ad9f609a19", _M192),
+    ZooEntry("msh64-r8", "01955f1d19c242899bae63703752e2fb52f9fdefeaa1d3cd991e1247153e12a4", _M192),
+    ZooEntry("msh64-r9", "85b5c0dbcc1b7174e727296fdaeedfeaf12058ee8f8dac12b9b471890a7252f8", _M192),
+    ZooEntry("msh64-r10", "f94c01d537349f21b57bb464bc0df09d12bdf86b6299d80b74357d46bb31ddc6", _M192),
+    ZooEntry("msh64-r11", "b0d8c9d97821e8a47d96c6f7b1b1f7f368351ed912906d8f3b1f7615f3cd9766", _M192_MODULATED),
+    ZooEntry("msh64-r12", "485ff759265b796f3343afaa94a5308dce17f0c5c324b4026b3ea995c3efe219", _M192_MODULATED),
 )
 REGISTRY: dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}
 DEFAULT_MODEL = "msh64-r12"
