@@ -1,11 +1,13 @@
-"""Writes the golden files of the default model: tests/data/golden-<model>.vz and the .png it decodes to.
+"""Writes the golden files of a model (default: the default model): tests/data/golden-<model>.vz and the
+.png it decodes to.
 
-    python tests/make_golden.py
+    python tests/make_golden.py [MODEL]
 
 Run once when a new model starts shipping (never to make a failing golden test pass: a golden file that
 stops decoding means old files stopped decoding)."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +30,7 @@ def source() -> np.ndarray:
 
 
 def main() -> None:
-    model = vaezip.load_model(vaezip.DEFAULT_MODEL, "cpu")
+    model = vaezip.load_model(sys.argv[1] if len(sys.argv) > 1 else vaezip.DEFAULT_MODEL, "cpu")
     data = encode_array(source(), "RGB", 60, model).data
     pixels, _ = decode_array(data, model)
     HERE.mkdir(exist_ok=True)

@@ -14,8 +14,8 @@ from vaezip.zoo import REGISTRY
 GOLDEN = sorted((Path(__file__).parent / "data").glob("golden-*.vz"))
 
 
-def test_the_default_model_has_a_golden_file():
-    assert any(p.stem == f"golden-{vaezip.DEFAULT_MODEL}" for p in GOLDEN)
+def test_every_shipped_model_has_a_golden_file():
+    assert {p.stem for p in GOLDEN} == {f"golden-{name}" for name in REGISTRY}
 
 
 @pytest.mark.parametrize("path", GOLDEN, ids=lambda p: p.stem)
