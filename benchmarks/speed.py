@@ -2,7 +2,10 @@
 0.4, 2 and 12 megapixels. Each measurement runs in a fresh process, so its peak RSS is its own; the RSS of
 a process that only imported the same modules is reported beside it.
 
-    python benchmarks/speed.py [--source IMAGE] [--out benchmarks/results/speed.json]
+    python benchmarks/speed.py [--source IMAGE] [--codecs vaezip,vaezip:msh64-r12,jpeg,heic]
+                               [--out benchmarks/results/speed.json]
+
+`vaezip` is the default model; `vaezip:NAME` measures the shipped model NAME.
 
 The test images are a Kodak photo resized (Lanczos) to each size; --source defaults to kodim23.png in
 $VAEZIP_KODAK (else ../shared/datasets/kodak).
@@ -30,17 +33,17 @@ def worker(codec: str, op: str, path: str, quality: float) -> dict:
     from PIL import Image
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    if codec == "vaezip":
+    if codec.split(":")[0] == "vaezip":
         import torch
 
         import vaezip
         from vaezip.codec import decode_array, encode_array
         torch.set_num_threads(1)
-        model = vaezip.load_model(vaezip.DEFAULT_MODEL, "cpu")
+        model = vaezip.load_model(codec.partition(":")[2] or vaezip.DEFAULT_MODEL, "cpu")
         img = np.asarray(Image.open(path).convert("RGB"))
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         if op == "import":
-            return {"peak_rss_mb": base / 1024}
+            return {"peak_rss_mb": base / 1024, "model": model.name}
         data = encode_array(img, "RGB", quality, model).data if op == "decode" else None
         t0 = time.perf_counter()
         if op == "encode":
@@ -104,11 +107,13 @@ def main() -> None:
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 if op == "import":
                     row["baseline_rss_mb"] = round(r["peak_rss_mb"], 1)
+                    if "model" in r:
+                        row["model"] = r["model"]
                 else:
                     row[f"{op}_s"] = round(r["seconds"], 3)
                     row[f"{op}_peak_rss_mb"] = round(r["peak_rss_mb"], 1)
             rows.append(row)
-            print(f"{label:>7} {codec:>7}: encode {row['encode_s']:.2f} s ({row['encode_peak_rss_mb']:.0f} MB), "
+            print(f"{label:>7} {codec:>16}: encode {row['encode_s']:.2f} s ({row['encode_peak_rss_mb']:.0f} MB), "
                   f"decode {row['decode_s']:.2f} s ({row['decode_peak_rss_mb']:.0f} MB), "
                   f"baseline {row['baseline_rss_mb']:.0f} MB", flush=True)
     from vaezip.bench.run import cpu_name  # only now: the workers' baseline memory stays without it

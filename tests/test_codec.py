@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import vaezip
 from vaezip.codec import decode_array, encode_array, rate_level
 from vaezip.entropy.coder import Coder
 from vaezip.errors import DecodeMismatchError, FormatError, ImageError
+from vaezip.refine import refine_max_pixels
 
 from conftest import psnr, synthetic
 
@@ -164,8 +166,11 @@ def test_refinement_lowers_the_real_rate_distortion_cost(photos, model):
     assert encode_array(img, "RGB", 60, model, refine=10).data == refined.data
     with pytest.raises(ValueError):
         encode_array(img, "RGB", 60, model, refine=-1)
+    limit = refine_max_pixels(model.config)  # refinement's memory grows with the pixels and the width N
+    assert refine_max_pixels(dataclasses.replace(model.config, n=2 * model.config.n)) == limit // 2
+    side = math.isqrt(limit) + 1
     with pytest.raises(ImageError, match="too large to refine"):
-        encode_array(np.zeros((4001, 4000, 3), dtype=np.uint8), "RGB", 60, model, refine=1)
+        encode_array(np.zeros((side, side, 3), dtype=np.uint8), "RGB", 60, model, refine=1)
 
 
 def test_refine_through_the_public_api_loads_a_model_that_autograd_can_use():

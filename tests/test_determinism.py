@@ -69,7 +69,7 @@ def test_perturbed_synthesis_still_decodes_the_same_symbols(model, monkeypatch):
         net.double()
         try:
             x = y_hat.double() * (1 + 1e-6 * torch.randn_like(y_hat.double()))
-            return net.g_s(x * net.gain.inverse_gain(t.double())).float()
+            return synthesise(x, t.double(), tile).float()  # the model's own synthesis, modulation included
         finally:
             net.float()
 

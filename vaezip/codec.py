@@ -29,7 +29,7 @@ from .errors import DecodeMismatchError, FormatError, ImageError, ModelError
 from .format.container import SECTION_NAMES, SECTION_Y, SECTION_Y2, SECTION_Z
 from .models.checkerboard import anchor_mask
 from .models.hyperprior import STRIDE_Z
-from .refine import REFINE_MAX_PIXELS, refine_latents
+from .refine import refine_latents, refine_max_pixels
 from .zoo import DEFAULT_MODEL, LoadedModel, load_model
 
 DEFAULT_QUALITY = 75.0
@@ -172,9 +172,10 @@ def encode_array(array: np.ndarray, mode: str = "RGB", quality: float = DEFAULT_
         raise ImageError(f"image of {width}x{height} pixels exceeds the limit of {max_pixels} pixels")
     if width > 0xFFFFFFFF or height > 0xFFFFFFFF:
         raise ImageError(f"image of {width}x{height} pixels is too large for the .vz format")
-    if refine and width * height > REFINE_MAX_PIXELS:
-        raise ImageError(f"image of {width}x{height} pixels is too large to refine (the limit is "
-                         f"{REFINE_MAX_PIXELS / 1e6:g} MP, for memory); encode it without refinement")
+    if refine and width * height > refine_max_pixels(model.config):
+        raise ImageError(f"image of {width}x{height} pixels is too large to refine with {model.name} (the "
+                         f"limit is {refine_max_pixels(model.config) / 1e6:g} MP, for memory); encode it "
+                         "without refinement")
     net, dev = model.network, _device(model)
     t = rate_level(model, quality).to(dev)
     x = vzimage.pad(vzimage.to_tensor(array, dev), STRIDE_Z)

@@ -21,9 +21,16 @@ from .models import MeanScaleHyperprior
 
 #: Adam's step size on the latents, decayed linearly to zero over the steps.
 REFINE_LR = 1e-2
-#: Refinement back-propagates through g_s over the whole image (0.6-0.8 GB per MP on the CPU); larger
-#: images are refused rather than run out of memory.
+#: Refinement back-propagates through g_s over the whole image, so its memory grows with the pixels and
+#: with the transforms' width N: measured on the CPU, 0.6-0.8 GB per MP at N=64 and 1.1 GB per MP at
+#: N=128. Images above this many pixels (at N=64; proportionally fewer for wider models) are refused
+#: rather than run out of memory: about 12 GB at most either way.
 REFINE_MAX_PIXELS = 16_000_000
+
+
+def refine_max_pixels(config) -> int:
+    """The largest image (in pixels) that ``refine_latents`` takes with a model of this config."""
+    return REFINE_MAX_PIXELS * 64 // max(config.n, 64)
 
 
 def refine_latents(net: MeanScaleHyperprior, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor,

@@ -52,7 +52,7 @@ _M192 = "mean-scale hyperprior, N=64 M=192 (grown from M=96), gain units, variab
 _M192_MODULATED = ("mean-scale hyperprior, N=64 M=192 (grown from M=96), gain units and per-level modulation "
                    "of the transforms, variable rate; trained on CPU")
 _N128_MODULATED = ("mean-scale hyperprior, N=128 M=192 (grown from msh64-r12), gain units and per-level modulation "
-                   "of the transforms, variable rate; smaller files than msh64-r12 for about 3x its coding time; "
+                   "of the transforms, variable rate; smaller files than msh64-r12 for 2-3x its coding time; "
                    "trained on CPU")
 
 
@@ -75,7 +75,7 @@ _ENTRIES = (
     ZooEntry("msh128-r4", "3d2dc9c157dd9daa7d597b274a502b4860fb1177308bf8f83101340dd2672c63", _N128_MODULATED),
 )
 REGISTRY: dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}
-DEFAULT_MODEL = "msh64-r12"
+DEFAULT_MODEL = "msh128-r4"
 
 
 @dataclass
