@@ -33,13 +33,14 @@ def worker(codec: str, op: str, path: str, quality: float) -> dict:
     from PIL import Image
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    if codec.split(":")[0] == "vaezip":
+    family, _, model_name = codec.partition(":")
+    if family == "vaezip":
         import torch
 
         import vaezip
         from vaezip.codec import decode_array, encode_array
         torch.set_num_threads(1)
-        model = vaezip.load_model(codec.partition(":")[2] or vaezip.DEFAULT_MODEL, "cpu")
+        model = vaezip.load_model(model_name or vaezip.DEFAULT_MODEL, "cpu")
         img = np.asarray(Image.open(path).convert("RGB"))
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         if op == "import":

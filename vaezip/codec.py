@@ -172,10 +172,10 @@ def encode_array(array: np.ndarray, mode: str = "RGB", quality: float = DEFAULT_
         raise ImageError(f"image of {width}x{height} pixels exceeds the limit of {max_pixels} pixels")
     if width > 0xFFFFFFFF or height > 0xFFFFFFFF:
         raise ImageError(f"image of {width}x{height} pixels is too large for the .vz format")
-    if refine and width * height > refine_max_pixels(model.config):
+    refine_limit = refine_max_pixels(model.config)
+    if refine and width * height > refine_limit:
         raise ImageError(f"image of {width}x{height} pixels is too large to refine with {model.name} (the "
-                         f"limit is {refine_max_pixels(model.config) / 1e6:g} MP, for memory); encode it "
-                         "without refinement")
+                         f"limit is {refine_limit / 1e6:g} MP, for memory); encode it without refinement")
     net, dev = model.network, _device(model)
     t = rate_level(model, quality).to(dev)
     x = vzimage.pad(vzimage.to_tensor(array, dev), STRIDE_Z)

@@ -24,7 +24,7 @@ REFINE_LR = 1e-2
 #: Refinement back-propagates through g_s over the whole image, so its memory grows with the pixels and
 #: with the transforms' width N: measured on the CPU, 0.6-0.8 GB per MP at N=64 and 1.1 GB per MP at
 #: N=128. Images above this many pixels (at N=64; proportionally fewer for wider models) are refused
-#: rather than run out of memory: about 12 GB at most either way.
+#: rather than run out of memory (at most about 13 GB at N=64, 9 GB at N=128).
 REFINE_MAX_PIXELS = 16_000_000
 
 
