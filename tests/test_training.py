@@ -19,7 +19,7 @@ from vaezip.training.data import DatasetError
 from vaezip.training.export import export
 from vaezip.training.grow import GrowError, can_grow, grow
 from vaezip.training.loop import (CheckpointError, DeviceError, TrainConfig, _StopRequest, _ValidationStopped,
-                                  load_checkpoint, lr_at, run_config, select_device, train)
+                                  draw_levels, load_checkpoint, lr_at, run_config, select_device, train)
 
 from conftest import synthetic
 
@@ -180,14 +180,16 @@ def test_two_processes_with_gloo_through_torchrun(data_dir, tmp_path):
     assert ck["step"] == 3 and len(ck["rng"]) == 2
     assert ck["rng"][0]["numpy"] != ck["rng"][1]["numpy"]  # each process draws its own crops
     # Resuming with two processes restores both random streams and continues, here as local SGD, whose
-    # last average falls on no multiple of --sync-every.
+    # last average falls on no multiple of --sync-every, and with rate levels drawn tilted.
     proc = subprocess.run(
         [*TORCHRUN_TRAIN, str(data_dir), "--run-dir", str(run), "--steps", "6", "--batch", "2", "--patch", "64",
-         "--sync-every", "2", "--validate", str(tmp_path / "none"), "--device", "cpu"],
+         "--sync-every", "2", "--level-tilt", "6", "--validate", str(tmp_path / "none"), "--device", "cpu"],
         env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, _workers_said(proc.stderr)
     assert "resumed" in proc.stdout and "averaged every 2 steps" in proc.stdout
     assert load_checkpoint(run / "checkpoint.pt")["step"] == 6
+    starts = [json.loads(l) for l in (run / "train.jsonl").read_text().splitlines() if '"start"' in l]
+    assert [s["config"]["level_tilt"] for s in starts] == [1.0, 6.0]
 
 
 def test_a_distributed_run_that_fails_says_why_and_exits_1(data_dir, tmp_path):
@@ -510,6 +512,23 @@ def test_learning_rate_schedules():
     assert lr_at(100, wsd) == lr_at(800, wsd) == pytest.approx(1e-3)       # stable
     assert lr_at(900, wsd) == pytest.approx(0.51e-3)                       # linear decay
     assert lr_at(1000, wsd) == lr_at(5000, wsd) == pytest.approx(2e-5)     # floor
+
+
+def test_rate_levels_drawn_uniformly_or_tilted_toward_the_low_rates():
+    levels, n = 8, 400_000
+    uniform = draw_levels(np.random.default_rng(1), n, levels)
+    assert uniform.dtype == np.float32
+    # Tilt 1 is the plain uniform draw, value for value, so that runs without a tilt resume as before.
+    assert np.array_equal(uniform, (np.random.default_rng(1).uniform(0, 1, n) * (levels - 1)).astype(np.float32))
+    for tilt in (6.0, 0.5):
+        t = draw_levels(np.random.default_rng(2), n, levels, tilt)
+        assert t.min() >= 0 and t.max() <= levels - 1
+        counts, _ = np.histogram(t, bins=7, range=(0, levels - 1))
+        # Truncated exponential: the first and last of 7 bins (centres 1/14 and 13/14 of the range) differ by
+        # tilt^(6/7) in density; their counts within 2 % of it (each holds >= 20,000 draws).
+        assert counts[0] / counts[-1] == pytest.approx(tilt ** (6 / 7), rel=0.02)
+        ratios = counts[:-1] / counts[1:]
+        assert np.allclose(ratios, tilt ** (1 / 7), rtol=0.03)  # the same factor between neighbours
 
 
 def test_a_context_model_trains_from_hyperprior_weights_and_exports(data_dir, tmp_path):

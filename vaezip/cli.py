@@ -234,6 +234,10 @@ def models():
                    "process take H steps on its own, then averages the weights (local SGD: one collective per H "
                    "steps).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--level-tilt", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="How much more often the lowest rate level is drawn than the highest (1: uniform). BD-rate weighs "
+                   "each level's relative rate alike; a tilt near the ratio of the top rate to the lowest (~6) "
+                   "makes the loss do so too.")
 @click.option("--channels", "n", type=click.IntRange(4), default=None,
               help="N, width of the transforms (default: 64, or the --init-from model's; larger grows it).")
 @click.option("--latent-channels", "m", type=click.IntRange(4), default=None,
@@ -265,9 +269,9 @@ def models():
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="bf16: the transforms under bfloat16 autocast (the likelihoods stay float32); auto: bf16 on "
                    "GPUs and on CPUs with native bf16 (AMX, AVX-512 BF16), else fp32.")
-def train(data, run_dir, steps, batch, patch, max_downscale, lr, decay_steps, threads, sync_every, seed, n, m,
-          hyper_hidden, z_channels, context, conditional, res_blocks, validate_dir, validate_every, compile_, init_from,
-          device, precision):
+def train(data, run_dir, steps, batch, patch, max_downscale, lr, decay_steps, threads, sync_every, seed, level_tilt,
+          n, m, hyper_hidden, z_channels, context, conditional, res_blocks, validate_dir, validate_every, compile_,
+          init_from, device, precision):
     """Train (or resume training) the variable-rate model on a folder of images.
 
     Multi-process (CPUs with gloo, GPUs with NCCL): torchrun --nproc_per_node K -m vaezip train ...
@@ -278,8 +282,9 @@ def train(data, run_dir, steps, batch, patch, max_downscale, lr, decay_steps, th
     validate_dir = str(validate_dir) if validate_dir and Path(validate_dir).is_dir() else None
     cfg = TrainConfig(data=str(data), run_dir=str(run_dir), steps=steps, batch=batch, patch=patch,
                       max_downscale=max_downscale, lr=lr, decay_steps=decay_steps, threads=threads,
-                      sync_every=sync_every, seed=seed, validate=validate_dir, validate_every_s=validate_every,
-                      compile=compile_, init_from=init_from, device=device, precision=precision)
+                      sync_every=sync_every, seed=seed, level_tilt=level_tilt, validate=validate_dir,
+                      validate_every_s=validate_every, compile=compile_, init_from=init_from, device=device,
+                      precision=precision)
     try:
         arch = {"checkerboard": "msh-gain-cb", "none": "msh-gain", None: None}[context]
         model_config = run_config(init_from, arch=arch, n=n, m=m, hyper_hidden=hyper_hidden, z_channels=z_channels,
