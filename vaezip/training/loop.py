@@ -143,7 +143,7 @@ def draw_levels(rng: np.random.Generator, count: int, levels: int, tilt: float =
         frac = u
     else:
         c = math.log(tilt)  # density of frac proportional to exp(-c * frac) on [0, 1], by inverting its CDF
-        frac = -np.log1p(-u * -math.expm1(-c)) / c
+        frac = -np.log1p(u * math.expm1(-c)) / c
     return (frac * (levels - 1)).astype(np.float32)
 
 
