@@ -89,3 +89,37 @@ def test_vaezip_refine_is_a_curve_of_its_own():
     assert refined.options["refine"] == 2 and "refine" not in plain.options
     img = synthetic(32, 48)
     assert refined.decode(refined.encode(img, 50)).shape == img.shape
+
+
+def test_report_computes_the_readme_figures(tmp_path):
+    """benchmarks/report.py on a bench folder whose test codec needs 10 % more bits than the anchor on one
+    image and 20 % fewer on the other, at the anchor's own PSNRs."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "report", Path(__file__).resolve().parents[1] / "benchmarks" / "report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+
+    factor = {"a.png": 1.1, "b.png": 0.8}
+    rows, curves = [], {}
+    for key, scale in (("heic", None), ("vaezip", factor)):
+        ident = f"{key}|1"
+        for s, (r, q) in enumerate(zip(RATE, PSNR)):
+            for image in factor:
+                rows.append({"codec": ident, "setting": float(s), "image": image, "psnr": q,
+                             "bpp": r * (scale[image] if scale else 1.0)})
+        points = [{"setting": float(s), "bpp": float(np.mean([x["bpp"] for x in rows if x["codec"] == ident
+                                                             and x["setting"] == s])), "psnr": float(q)}
+                  for s, q in enumerate(PSNR)]
+        curves[key] = {"name": key.upper(), "version": "1", "id": ident, "points": points}
+    (tmp_path / "results.json").write_text(json.dumps({"image_count": 2, "curves": curves}))
+    (tmp_path / "cache.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n{\"cut short")
+
+    text = report.report(tmp_path, "vaezip", "heic", None)
+    assert "- a: +10.0 %" in text and "- b: -20.0 %" in text and "(1 of 2 need fewer bits" in text
+    assert text.index("- b: -20.0 %") < text.index("- a: +10.0 %")  # best first
+    assert "- HEIC: -5.0 %" in text  # the mean curve: 0.95 times the anchor's rate
+    gaps = report.gap_by_setting(curves["heic"]["points"], curves["vaezip"]["points"])
+    assert [g for _, g in gaps] == pytest.approx([-5.0] * len(RATE))
