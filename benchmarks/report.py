@@ -17,13 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
-import numpy as np
-from scipy.interpolate import PchipInterpolator
-
-from vaezip.bench.bd import bd_quality, bd_rate
+from vaezip.bench.bd import bd_quality, bd_rate, rate_at_quality
 
 
 def _rates_psnrs(points) -> tuple[list[float], list[float]]:
@@ -45,16 +41,9 @@ def per_image_curves(out: Path, codec_id: str) -> dict[str, tuple[list[float], l
 
 def gap_by_setting(anchor_points, test_points) -> list[tuple[float, float]]:
     """(setting, percent more bits than the anchor at the test point's PSNR) for each test point."""
-    q = np.array([p["psnr"] for p in anchor_points])
-    r = np.log([p["bpp"] for p in anchor_points])
-    order = np.argsort(q)
-    rate_at = PchipInterpolator(q[order], r[order], extrapolate=False)
-    gaps = []
-    for p in sorted(test_points, key=lambda p: p["setting"]):
-        log_rate = float(rate_at(p["psnr"]))
-        gaps.append((p["setting"], (p["bpp"] / math.exp(log_rate) - 1) * 100 if math.isfinite(log_rate)
-                     else math.nan))
-    return gaps
+    rates, psnrs = _rates_psnrs(anchor_points)
+    return [(p["setting"], (p["bpp"] / rate_at_quality(rates, psnrs, p["psnr"]) - 1) * 100)
+            for p in sorted(test_points, key=lambda p: p["setting"])]
 
 
 def report(out: Path, codec: str, anchor: str, previous: Path | None) -> str:

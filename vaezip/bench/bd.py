@@ -39,6 +39,12 @@ def _quality_at_rate(rate, quality, r: float) -> float:
     return float(PchipInterpolator(x, y, extrapolate=True)(math.log(r))) if len(x) >= 2 else math.nan
 
 
+def rate_at_quality(rate, quality, q: float) -> float:
+    """The rate at which a curve reaches quality ``q`` (piecewise cubic in log-rate; NaN outside its range)."""
+    x, y = _curve(quality, np.log(rate))
+    return float(np.exp(PchipInterpolator(x, y, extrapolate=False)(q))) if len(x) >= 2 else math.nan
+
+
 def bd_rate(rate_anchor, quality_anchor, rate_test, quality_test, rate_range=None) -> float:
     """Percent rate change of the test curve against the anchor at equal quality (negative = smaller).
 
