@@ -18,8 +18,8 @@ from vaezip.models import ModelConfig, build_model
 from vaezip.training.data import DatasetError
 from vaezip.training.export import export
 from vaezip.training.grow import GrowError, can_grow, grow
-from vaezip.training.loop import (CheckpointError, DeviceError, TrainConfig, _StopRequest, _ValidationStopped,
-                                  draw_levels, load_checkpoint, lr_at, run_config, select_device, train)
+from vaezip.training.loop import (CheckpointError, DeviceError, DivergenceError, TrainConfig, _StopRequest,
+                                  _ValidationStopped, _divergence, draw_levels, load_checkpoint, lr_at, run_config, select_device, train)
 
 from conftest import synthetic
 
@@ -151,6 +151,44 @@ def test_a_failing_validation_does_not_end_the_run(data_dir, tmp_path, monkeypat
     recs = [r for r in recs if "step" in r]
     assert [r["step"] for r in recs] == [2, 4] and "not normalizable" in recs[0]["validation_error"]
 
+
+
+def _poisoned_loss(monkeypatch, bad_calls):
+    """rd_loss whose loss (and so every gradient) is NaN on the given calls (0-based)."""
+    import vaezip.training.loop as loop
+
+    real, calls = loop.rd_loss, iter(range(10**6))
+
+    def rd_loss(*args):
+        loss, bpp, psnr = real(*args)
+        return (loss * math.nan if next(calls) in bad_calls else loss), bpp, psnr
+
+    monkeypatch.setattr(loop, "rd_loss", rd_loss)
+
+
+def test_non_finite_steps_are_skipped_and_a_diverging_run_stops_unsaved(data_dir, tmp_path, monkeypatch):
+    """A NaN gradient (seen with torch.compile under bfloat16 on an Intel AMX CPU) must not poison the weights:
+    the step is skipped and counted; many in a row stop the run with a one-line error, the last checkpoint kept."""
+    run = tmp_path / "run"
+    _poisoned_loss(monkeypatch, {1, 2})
+    train(cfg(data_dir, run, 6), TINY, log=lambda *_: None)
+    ck = load_checkpoint(run / "checkpoint.pt")
+    assert ck["step"] == 6
+    assert all(torch.isfinite(v).all() for part in ("model", "ema") for v in ck[part].values())
+    recs = [json.loads(l) for l in (run / "train.jsonl").read_text().splitlines() if '"step"' in l]
+    assert [r.get("skipped", 0) for r in recs] == [1, 1, 0]
+    assert all(math.isfinite(r["loss"]) and math.isfinite(r["psnr"]) for r in recs)
+
+    _poisoned_loss(monkeypatch, set(range(10**6)))
+    c = replace(cfg(data_dir, run, 20), max_nonfinite=3, compile=False)
+    lines = []
+    with pytest.raises(DivergenceError, match="3 steps in a row up to step 9 had a NaN"):
+        train(c, TINY, log=lines.append)
+    assert any(l.startswith("not saved at step 9: training diverged;") for l in lines)
+    after = load_checkpoint(run / "checkpoint.pt")
+    assert after["step"] < 9  # (a periodic save of step 8 holds the same weights: skipped steps change nothing)
+    assert all(torch.equal(after[part][k], ck[part][k]) for part in ("model", "ema") for k in ck[part])
+    assert "rerun with --precision fp32 or without --compile" in str(_divergence(9, 3, replace(c, compile=True)))
 
 #: `vaezip train` as two processes under torchrun (gloo on the CPU).
 TORCHRUN_TRAIN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "vaezip",

@@ -3,8 +3,8 @@
 Recipe (chosen at equal CPU time, see ../shared/notes/cpu-training.md and benchmarks/): Adam at 1e-3
 with a short warm-up and cosine decay, rounded latents (straight-through) into the decoders and noise
 for the rate, random crops of the whole corpus, rate level t drawn per sample (uniformly, or tilted
-toward the low rates: ``level_tilt``, draw_levels), gradient clipping, and an exponential moving average
-of the weights, which is what gets exported and validated.
+toward the low rates: ``level_tilt``, draw_levels), gradient clipping (a step with a non-finite gradient is
+skipped), and an exponential moving average of the weights, which is what gets exported and validated.
 
 Scale-out uses PyTorch's own stack: started by ``torchrun --nproc_per_node K``, every process trains a
 DistributedDataParallel replica on its own crops (NCCL on GPUs, gloo on CPUs); rank 0 logs, validates and
@@ -46,6 +46,10 @@ class DeviceError(VaezipError):
     pass
 
 
+class DivergenceError(VaezipError):
+    """Training produced non-finite losses or gradients for too many steps in a row."""
+
+
 @dataclass
 class TrainConfig:
     data: str
@@ -72,6 +76,16 @@ class TrainConfig:
     precision: str = "auto"              # auto, fp32 or bf16 (autocast of the transforms), see use_bf16
     sync_every: int = 1                  # distributed: 1 = DDP (gradients averaged every step); H > 1 = local SGD
     level_tilt: float = 1.0              # density of the rate level at its lowest over at its highest (1: uniform)
+    max_nonfinite: int = 50              # steps in a row with a NaN/inf gradient (each skipped) before the run stops
+
+
+def _divergence(step: int, count: int, cfg: TrainConfig) -> DivergenceError:
+    hint = ("; torch.compile under bfloat16 has produced NaN gradients on some CPUs (Intel AMX, see "
+            "benchmarks/README.md): rerun with --precision fp32 or without --compile"
+            if cfg.compile else "; lower --lr, or try --precision fp32")
+    return DivergenceError(f"training diverged: {count} steps in a row up to step {step} had a NaN or infinite "
+                           f"loss or gradient (each was skipped: the weights are still those of the last finite "
+                           f"step){hint}")
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -421,7 +435,8 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
         log_file.write(json.dumps({"start": step, "config": asdict(cfg), "world_size": world}) + "\n")
         log_file.flush()
     last_save = time.monotonic()
-    acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "n": 0}
+    acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "n": 0, "skipped": 0}
+    bad_run, diverged = 0, False  # non-finite steps in a row; whether the run stops for them
     t_log, cpu_log = time.monotonic(), time.process_time()
     progress = _Progress(log, cfg.steps)
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
@@ -446,33 +461,52 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
                 loss, bpp, psnr = rd_loss(net, x, t, model.config.lam(t))
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            opt.step()
-            decay = min(cfg.ema, (1 + step) / (10 + step))  # warm-up, so the init is soon forgotten
-            with torch.no_grad():
-                for pe, pm in zip(ema.parameters(), model.parameters()):
-                    pe.lerp_(pm, 1 - decay)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            # A non-finite gradient (under DDP the same on every rank) is skipped, as mixed-precision loss
+            # scaling does, so one bad batch cannot poison the weights, Adam's moments or the EMA.
+            finite = bool(torch.isfinite(grad_norm)) and bool(torch.isfinite(loss.detach()))
+            if finite:
+                opt.step()
+                decay = min(cfg.ema, (1 + step) / (10 + step))  # warm-up, so the init is soon forgotten
+                with torch.no_grad():
+                    for pe, pm in zip(ema.parameters(), model.parameters()):
+                        pe.lerp_(pm, 1 - decay)
+                for k, v in (("loss", loss), ("bpp", bpp), ("psnr", psnr)):
+                    acc[k] += float(v.detach())
+                acc["n"] += 1
+                bad_run = 0
+            else:
+                acc["skipped"] += 1
+                bad_run += 1
             step += 1
-            for k, v in (("loss", loss), ("bpp", bpp), ("psnr", psnr)):
-                acc[k] += float(v.detach())
-            acc["n"] += 1
+            diverged = bad_run >= cfg.max_nonfinite
+            if diverged and not distributed:
+                agreed = False  # nothing to save: the skipped steps changed nothing
+                raise _divergence(step, bad_run, cfg)
             log_step = step % cfg.log_every == 0 or step == cfg.steps
             synced = not local_sgd or step % cfg.sync_every == 0
             if local_sgd and synced:
                 local_sgd()
             save_due = (log_step if not local_sgd else synced) and time.monotonic() - last_save > cfg.save_every_s
             if distributed and synced:  # any rank's clock decides the saves, any rank's signal the stop
-                flags = torch.tensor([float(stop.requested), float(save_due)], device=device)
+                flags = torch.tensor([float(stop.requested), float(save_due), float(diverged)], device=device)
                 dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+                if flags[2]:  # every rank stops with the error, none saves: the last checkpoint stands
+                    agreed, diverged = False, True
+                    raise _divergence(step, bad_run, cfg)
                 if flags[0]:
                     break
                 save_due = bool(flags[1])
             if log_step:
                 now, cpu_now = time.monotonic(), time.process_time()
                 cpu_s += (cpu_now - cpu_log) * world  # CPU time of all processes, assumed alike
+                done = max(1, acc["n"])
                 rec = {"step": step, "cpu_hours": round(cpu_s / 3600, 4), "lr": lr,
-                       "loss": acc["loss"] / acc["n"], "bpp": acc["bpp"] / acc["n"], "psnr": acc["psnr"] / acc["n"],
-                       "images_per_s": world * cfg.batch * acc["n"] / (now - t_log), "time": time.time()}
+                       "loss": acc["loss"] / done, "bpp": acc["bpp"] / done, "psnr": acc["psnr"] / done,
+                       "images_per_s": world * cfg.batch * (acc["n"] + acc["skipped"]) / (now - t_log),
+                       "time": time.time()}
+                if acc["skipped"]:
+                    rec["skipped"] = acc["skipped"]
                 if main_process and cfg.validate and now - last_validation > cfg.validate_every_s:
                     last_validation = time.monotonic()
                     try:
@@ -492,8 +526,9 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
                     log_file.write(json.dumps(rec) + "\n")
                     log_file.flush()
                 progress(step, f"loss {rec['loss']:.4f} bpp {rec['bpp']:.3f} psnr {rec['psnr']:.2f} "
-                               f"lr {lr:.2e} {rec['images_per_s']:.1f} img/s {rec['cpu_hours']:.2f} CPU-h")
-                acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "n": 0}
+                               f"lr {lr:.2e} {rec['images_per_s']:.1f} img/s {rec['cpu_hours']:.2f} CPU-h"
+                               + (f" ({acc['skipped']} non-finite steps skipped)" if acc["skipped"] else ""))
+                acc = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0, "n": 0, "skipped": 0}
                 t_log, cpu_log = time.monotonic(), time.process_time()
             if save_due:
                 save()
@@ -508,6 +543,9 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
                 local_sgd()
             save()
             log(f"saved {ckpt_path} at step {step}")
+        elif diverged:
+            log(f"not saved at step {step}: training diverged"
+                + (f"; {ckpt_path} holds the last save" if ckpt_path.exists() else ""))
         else:  # an error on one rank: the others are not saving with it, and the last save stands
             log(f"not saved at step {step}: the processes did not stop together")
         if log_file:
