@@ -19,7 +19,8 @@ from vaezip.training.data import DatasetError
 from vaezip.training.export import export
 from vaezip.training.grow import GrowError, can_grow, grow
 from vaezip.training.loop import (CheckpointError, DeviceError, DivergenceError, TrainConfig, _StopRequest,
-                                  _ValidationStopped, _divergence, draw_levels, load_checkpoint, lr_at, run_config, select_device, train)
+                                  _ValidationStopped, _divergence, draw_levels, load_checkpoint, lr_at, run_config,
+                                  select_device, train)
 
 from conftest import synthetic
 
