@@ -101,6 +101,22 @@ def test_precision_choice(monkeypatch):
         assert loop.use_bf16("auto", cuda) and not loop.use_bf16("fp32", cuda) and loop.use_bf16("bf16", cpu)
 
 
+def test_compiled_bfloat16_training_on_cpu(data_dir, tmp_path):
+    """--compile under bf16 on the CPU: inductor's code narrows to 256-bit vectors (its AVX-512 bf16 code gave NaN
+    gradients on an Emerald Rapids Xeon; at 256 bits the N=128 model trained 3x faster) and every step is finite."""
+    from vaezip.training.loop import compiled_vector_bits
+
+    assert compiled_vector_bits(torch.device("cpu"), False) is None
+    assert compiled_vector_bits(torch.device("cuda", 0), True) is None
+    c = replace(cfg(data_dir, tmp_path / "run", 4), precision="bf16", compile=True)
+    lines = []
+    train(c, TINY, log=lines.append)
+    assert any("torch.compile: 256-bit vectors" in line for line in lines)
+    recs = [json.loads(l) for l in (tmp_path / "run" / "train.jsonl").read_text().splitlines() if '"step"' in l]
+    assert [r["step"] for r in recs] == [2, 4] and not any("skipped" in r for r in recs)
+    assert all(math.isfinite(r["loss"]) for r in recs)
+
+
 def test_bfloat16_training_on_cpu(data_dir, tmp_path):
     """--precision bf16: the transforms under CPU autocast (AMX/AVX-512 BF16 make it ~2x faster here)."""
     c = cfg(data_dir, tmp_path / "run", 3)
