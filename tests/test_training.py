@@ -169,7 +169,6 @@ def test_a_failing_validation_does_not_end_the_run(data_dir, tmp_path, monkeypat
     assert [r["step"] for r in recs] == [2, 4] and "not normalizable" in recs[0]["validation_error"]
 
 
-
 def _poisoned_loss(monkeypatch, bad_calls):
     """rd_loss whose loss (and so every gradient) is NaN on the given calls (0-based)."""
     import vaezip.training.loop as loop
@@ -206,6 +205,7 @@ def test_non_finite_steps_are_skipped_and_a_diverging_run_stops_unsaved(data_dir
     assert after["step"] < 9  # (a periodic save of step 8 holds the same weights: skipped steps change nothing)
     assert all(torch.equal(after[part][k], ck[part][k]) for part in ("model", "ema") for k in ck[part])
     assert "rerun with --precision fp32 or without --compile" in str(_divergence(9, 3, replace(c, compile=True)))
+
 
 #: `vaezip train` as two processes under torchrun (gloo on the CPU).
 TORCHRUN_TRAIN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "vaezip",
