@@ -16,7 +16,7 @@ import torch
 
 from vaezip.bench.run import cpu_name
 from vaezip.models import ModelConfig, build_model
-from vaezip.training.loop import compiled_vector_bits, rd_loss
+from vaezip.training.loop import rd_loss, set_compiled_vector_bits
 
 VARIANTS = [
     {"name": "shipped: N64 M96, 128 px, batch 8", "n": 64, "m": 96, "patch": 128, "batch": 8},
@@ -64,10 +64,8 @@ def measure(v: dict, steps: int) -> float:
     fmt = torch.channels_last if v.get("channels_last") else torch.contiguous_format
     model = model.to(memory_format=fmt)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    if v.get("compile"):  # the vector width `vaezip train` gives the generated code (None: inductor's own)
-        import torch._inductor.config as inductor
-
-        inductor.cpp.simdlen = compiled_vector_bits(torch.device("cpu"), v.get("bf16", False))
+    if v.get("compile"):  # the vector width `vaezip train` gives the generated code
+        set_compiled_vector_bits(torch.device("cpu"), v.get("bf16", False))
     step_model = torch.compile(model) if v.get("compile") else model
     compile_start = time.perf_counter()
     x = torch.rand(v["batch"], 3, v["patch"], v["patch"]).to(memory_format=fmt)

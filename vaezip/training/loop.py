@@ -136,6 +136,14 @@ def compiled_vector_bits(device: torch.device, bf16: bool) -> int | None:
     return 256 if bf16 and device.type == "cpu" else None
 
 
+def set_compiled_vector_bits(device: torch.device, bf16: bool) -> int | None:
+    """Give torch.compile's CPU code the width of compiled_vector_bits (None restores inductor's own); returns it."""
+    import torch._inductor.config as inductor
+
+    inductor.cpp.simdlen = bits = compiled_vector_bits(device, bf16)
+    return bits
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up, then either a cosine decay over the whole run or, with ``decay_steps`` > 0, a
     warmup-stable-decay schedule: constant until the last ``decay_steps`` steps, then a linear decay.
@@ -420,11 +428,8 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     bf16 = use_bf16(cfg.precision, device)
     if cfg.compile:
-        bits = compiled_vector_bits(device, bf16)
+        bits = set_compiled_vector_bits(device, bf16)
         if bits:
-            import torch._inductor.config as inductor
-
-            inductor.cpp.simdlen = bits
             log(f"torch.compile: {bits}-bit vectors in the generated CPU code (see compiled_vector_bits)")
         net = torch.compile(net)
     sampler = CropSampler(files, cfg.patch, cfg.max_downscale, log=log)
