@@ -76,9 +76,10 @@ _ENTRIES = (
     ZooEntry("msh128-r5", "50b996ae0550aa47948d8378acb5ead03192d75abc6521438d0d6a4a8194f3de", _N128_MODULATED),
     ZooEntry("msh128-r6", "1d27a29937cbf41d388b2baddb5d83e6dd61dfbddcee714e52b45733a3d125a7", _N128_MODULATED),
     ZooEntry("msh128-r7", "3b7b9902f5b1fa37c63b803d7d1e90731a6883c5a09b3e5ade9ad648f374b17a", _N128_MODULATED),
+    ZooEntry("msh128-r8", "a891c0921640218675f11cdf3b88de85d9434a83aa638a1588e04593a5147d6d", _N128_MODULATED),
 )
 REGISTRY: dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}
-DEFAULT_MODEL = "msh128-r7"
+DEFAULT_MODEL = "msh128-r8"
 
 
 @dataclass
