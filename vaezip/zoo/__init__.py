@@ -77,9 +77,10 @@ _ENTRIES = (
     ZooEntry("msh128-r6", "1d27a29937cbf41d388b2baddb5d83e6dd61dfbddcee714e52b45733a3d125a7", _N128_MODULATED),
     ZooEntry("msh128-r7", "3b7b9902f5b1fa37c63b803d7d1e90731a6883c5a09b3e5ade9ad648f374b17a", _N128_MODULATED),
     ZooEntry("msh128-r8", "a891c0921640218675f11cdf3b88de85d9434a83aa638a1588e04593a5147d6d", _N128_MODULATED),
+    ZooEntry("msh128-r9", "9779d1ad2ed740e863666e121aa63308b3d7f52cbddb3ae4ca01c77f20a277d6", _N128_MODULATED),
 )
 REGISTRY: dict[str, ZooEntry] = {e.name: e for e in _ENTRIES}
-DEFAULT_MODEL = "msh128-r8"
+DEFAULT_MODEL = "msh128-r9"
 
 
 @dataclass
