@@ -65,6 +65,44 @@ def test_train_resume_export_and_code(data_dir, tmp_path):
     assert dec.shape == img.shape
 
 
+def test_export_averages_branches_of_one_run(data_dir, tmp_path):
+    """`vaezip export A B`: the weights are the mean of the branches', the file says so, and checkpoints of
+    different architectures are refused with one line, no file written."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from vaezip.cli import main
+
+    train(cfg(data_dir, tmp_path / "a", 4), TINY, log=lambda *_: None)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    train(replace(cfg(data_dir, tmp_path / "b", 6), seed=5), TINY, log=lambda *_: None)
+    a, b = (load_checkpoint(tmp_path / r / "checkpoint.pt") for r in "ab")
+    result = CliRunner().invoke(main, ["export", str(tmp_path / "a" / "checkpoint.pt"),
+                                       str(tmp_path / "b" / "checkpoint.pt"), "-o", str(tmp_path / "soup.npz"),
+                                       "--name", "tiny-soup", "--cpu-hours", "1.5"])
+    assert result.exit_code == 0, result.output
+    soup = zoo.load_file(tmp_path / "soup.npz")
+    assert soup.meta["cpu_hours"] == 1.5 and soup.meta["step"] == 6
+    assert [m["step"] for m in soup.meta["averaged"]] == [4, 6]
+    weights = soup.network.state_dict()
+    moved = 0
+    for name, v in a["ema"].items():
+        if v.is_floating_point():
+            mean = ((v.double() + b["ema"][name].double()) / 2).half().float()
+            assert torch.equal(weights[name].float(), mean), name
+            moved += not torch.equal(v, b["ema"][name])
+    assert moved  # the branches differ, so the average is neither of them
+
+    train(cfg(data_dir, tmp_path / "c", 2), replace(TINY, n=10), log=lambda *_: None)
+    result = CliRunner().invoke(main, ["export", str(tmp_path / "a" / "checkpoint.pt"),
+                                       str(tmp_path / "c" / "checkpoint.pt"), "-o", str(tmp_path / "bad.npz"),
+                                       "--name", "bad"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "different architectures" in result.output
+    assert not (tmp_path / "bad.npz").exists()
+
+
 def test_resumed_run_matches_an_uninterrupted_one(data_dir, tmp_path):
     train(cfg(data_dir, tmp_path / "a", 4), TINY, log=lambda *_: None)
     train(cfg(data_dir, tmp_path / "b", 2), TINY, log=lambda *_: None)

@@ -308,16 +308,22 @@ def train(data, run_dir, steps, batch, patch, max_downscale, lr, decay_steps, th
 
 
 @main.command()
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Weights file (.npz).")
 @click.option("--name", required=True, help="Model name to record in the file, e.g. msh64-r4.")
 @click.option("--raw", is_flag=True, help="Export the raw weights instead of their moving average.")
-def export(checkpoint, output, name, raw):
-    """Export a training checkpoint to a weights file with frozen coding tables."""
+@click.option("--cpu-hours", type=click.FloatRange(min=0), default=None,
+              help="Training CPU-hours to record (default: the checkpoint's own). For an average of branches, "
+                   "the CPU-hours they took together, their shared trunk counted once.")
+def export(checkpoints, output, name, raw, cpu_hours):
+    """Export a training checkpoint to a weights file with frozen coding tables.
+
+    Several checkpoints, decayed branches of one training run, are averaged weight by weight first
+    (a model soup)."""
     from .training.export import export as run_export
 
     try:
-        digest = run_export(checkpoint, output, name, use_ema=not raw)
+        digest = run_export(checkpoints, output, name, use_ema=not raw, cpu_hours=cpu_hours)
     except VaezipError as e:
         _fail(str(e))
         sys.exit(1)
