@@ -19,7 +19,8 @@ def average_weights(checkpoints: list[dict], key: str) -> dict:
 
     A "model soup" (Wortsman et al. 2022, "Model soups: averaging weights of multiple fine-tuned models
     improves accuracy without increasing inference time"): branches that left one training run and were
-    each decayed to a low learning rate lie in one basin, and their average is at least as good as either.
+    each decayed to a low learning rate lie in one basin, and the average of branches of similar quality is
+    usually a little better than each (a weaker branch dilutes it: see benchmarks/README.md).
     Integer buffers (counters) are not averaged; they must agree.
     """
     configs = {repr(sorted(ck["model_config"].items())) for ck in checkpoints}
