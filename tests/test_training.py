@@ -3,15 +3,18 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from PIL import Image
 
 from vaezip import zoo
+from vaezip.cli import main
 from vaezip.codec import decode_array, encode_array
 from vaezip.errors import VaezipError
 from vaezip.models import ModelConfig, build_model
@@ -68,12 +71,6 @@ def test_train_resume_export_and_code(data_dir, tmp_path):
 def test_export_averages_branches_of_one_run(data_dir, tmp_path):
     """`vaezip export A B`: the weights are the mean of the branches', the file says so, and checkpoints of
     different architectures are refused with one line, no file written."""
-    import shutil
-
-    from click.testing import CliRunner
-
-    from vaezip.cli import main
-
     train(cfg(data_dir, tmp_path / "a", 4), TINY, log=lambda *_: None)
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     train(replace(cfg(data_dir, tmp_path / "b", 6), seed=5), TINY, log=lambda *_: None)

@@ -14,8 +14,8 @@ from ..zoo import freeze, save_file
 from .loop import CheckpointError, load_checkpoint
 
 
-def average_weights(checkpoints: list[dict], key: str) -> dict:
-    """The element-wise mean of the ``key`` weights ("ema" or "model") of checkpoints of one architecture.
+def average_weights(states: list[dict]) -> dict:
+    """The element-wise mean of state dicts of one architecture.
 
     A "model soup" (Wortsman et al. 2022, "Model soups: averaging weights of multiple fine-tuned models
     improves accuracy without increasing inference time"): branches that left one training run and were
@@ -23,11 +23,6 @@ def average_weights(checkpoints: list[dict], key: str) -> dict:
     usually a little better than each (a weaker branch dilutes it: see benchmarks/README.md).
     Integer buffers (counters) are not averaged; they must agree.
     """
-    configs = {repr(sorted(ck["model_config"].items())) for ck in checkpoints}
-    if len(configs) > 1:
-        raise CheckpointError("the checkpoints to average are of different architectures; "
-                              "average only branches of one training run")
-    states = [ck[key] for ck in checkpoints]
     out = {}
     for name, first in states[0].items():
         values = [state[name] for state in states]
@@ -52,9 +47,12 @@ def export(checkpoint: str | Path | Sequence[str | Path], output: str | Path, na
     if not paths:
         raise CheckpointError("no checkpoint to export")
     cks = [load_checkpoint(Path(p)) for p in paths]
-    key = "ema" if use_ema else "model"
-    network = build_model(ModelConfig.from_dict(cks[0]["model_config"]))
-    network.load_state_dict(cks[0][key] if len(cks) == 1 else average_weights(cks, key))
+    configs = [ModelConfig.from_dict(ck["model_config"]) for ck in cks]
+    if any(c != configs[0] for c in configs[1:]):
+        raise CheckpointError("the checkpoints to average are of different architectures; "
+                              "average only branches of one training run")
+    network = build_model(configs[0])
+    network.load_state_dict(average_weights([ck["ema" if use_ema else "model"] for ck in cks]))
     with torch.no_grad():
         for v in network.state_dict().values():
             v.copy_(v.half().float())  # the shipped model is the float16-rounded one
