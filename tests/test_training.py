@@ -490,6 +490,35 @@ def test_growing_n_keeps_what_the_model_computes(target):
     assert float(grown.g_a[2].weight.grad[:8, 8:].abs().sum()) > 0  # new -> old in g_a
 
 
+def test_adding_levels_keeps_the_old_levels_and_extends_lambda_above():
+    """--levels: the old levels keep their lambda and compute exactly what they did; the new gains continue
+    the old progression (finer quantization above the old top level); other lambda spacings are refused."""
+    source = replace(TINY, conditional=True)
+    target = source.with_levels(5)
+    assert target.levels == 5 and math.isclose(target.lambda_max, source.lambda_max ** 2 / source.lambda_min)
+    assert torch.allclose(target.lam(torch.arange(3.0)), source.lam(torch.arange(3.0)))
+    assert can_grow(source, target) and not can_grow(target, source)
+    assert not can_grow(source, replace(target, lambda_max=source.lambda_max))  # a new spacing: old levels move
+    torch.manual_seed(0)
+    small = build_model(source).eval()
+    with torch.no_grad():  # trained-looking modulation and gains that differ between channels
+        for p in small.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    grown = grow(small, target).eval()
+    x = torch.from_numpy(synthetic(64, 64)).permute(2, 0, 1)[None].float() / 255
+    for t in (0.0, 1.5, 2.0):
+        t = torch.tensor([t])
+        with torch.no_grad():
+            assert torch.equal(small.analyse(x, t)[0], grown.analyse(x, t)[0])
+            y = small.analyse(x, t)[0]
+            assert torch.equal(small.synthesise(y, t), grown.synthesise(y, t))
+    step = small.gain.log_gain[2] - small.gain.log_gain[0]
+    assert torch.allclose(grown.gain.log_gain[4] - grown.gain.log_gain[2], step, atol=1e-6)
+    assert torch.equal(grown.g_a_levels[0].bias[4], small.g_a_levels[0].bias[2])
+    assert (grown.gain.gain(torch.tensor([4.0])) > grown.gain.gain(torch.tensor([2.0]))).float().mean() > 0.9
+    assert run_config(None, n=8, m=12, levels=5).lambda_max == ModelConfig(n=8, m=12).with_levels(5).lambda_max
+
+
 def test_adding_level_modulation_keeps_what_the_model_computes_until_it_learns():
     torch.manual_seed(0)
     small = build_model(TINY).eval()

@@ -253,6 +253,9 @@ def models():
 @click.option("--conditional", is_flag=True, default=None,
               help="Modulate the hidden channels of g_a and g_s per rate level (Choi et al. 2019); with "
                    "--init-from it is added to the given model, starting as the identity.")
+@click.option("--levels", type=click.IntRange(min=2), default=None,
+              help="Rate levels (8 by default); with --init-from, more levels extend the model's range above its "
+                   "top quality at the same lambda spacing.")
 @click.option("--res-blocks", type=click.IntRange(min=0), default=None,
               help="Residual blocks at 1/8 resolution in g_a and in g_s (Cheng et al. 2020; default: 0, or the "
                    "--init-from model's); with --init-from, more blocks are added to the given model as the "
@@ -270,7 +273,7 @@ def models():
               help="bf16: the transforms under bfloat16 autocast (the likelihoods stay float32); auto: bf16 on "
                    "GPUs and on CPUs with native bf16 (AMX, AVX-512 BF16), else fp32.")
 def train(data, run_dir, steps, batch, patch, max_downscale, lr, decay_steps, threads, sync_every, seed, level_tilt,
-          n, m, hyper_hidden, z_channels, context, conditional, res_blocks, validate_dir, validate_every, compile_,
+          n, m, hyper_hidden, z_channels, context, conditional, levels, res_blocks, validate_dir, validate_every, compile_,
           init_from, device, precision):
     """Train (or resume training) the variable-rate model on a folder of images.
 
@@ -288,7 +291,7 @@ def train(data, run_dir, steps, batch, patch, max_downscale, lr, decay_steps, th
     try:
         arch = {"checkerboard": "msh-gain-cb", "none": "msh-gain", None: None}[context]
         model_config = run_config(init_from, arch=arch, n=n, m=m, hyper_hidden=hyper_hidden, z_channels=z_channels,
-                                  conditional=conditional or None, res_blocks=res_blocks)
+                                  conditional=conditional or None, res_blocks=res_blocks, levels=levels)
         run_training(cfg, model_config, log=click.echo)
     except VaezipError as e:
         _fail(str(e))

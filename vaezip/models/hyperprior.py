@@ -76,6 +76,13 @@ class ModelConfig:
             raise ValueError(f"unknown model config keys: {sorted(unknown)}")
         return cls(**d)
 
+    def with_levels(self, levels: int) -> "ModelConfig":
+        """This config with ``levels`` rate levels at the same log-spacing of lambda: the existing levels keep
+        their lambda, and new ones continue the progression above the top one (the levels training/grow.py
+        adds for higher qualities)."""
+        step = math.log(self.lambda_max / self.lambda_min) / (self.levels - 1)
+        return dataclasses.replace(self, levels=levels, lambda_max=self.lambda_min * math.exp(step * (levels - 1)))
+
     def lam(self, t: torch.Tensor) -> torch.Tensor:
         """lambda at level t, log-linear between lambda_min (t=0) and lambda_max (t=levels-1)."""
         frac = t / (self.levels - 1)

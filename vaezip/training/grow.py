@@ -28,12 +28,17 @@ A hyperprior model may also gain a checkerboard context (models/checkerboard.py)
 entropy-parameters networks are new, and the latter's last layer starts at zero, so the grown model again
 computes what the source computed. It may gain per-level modulation of its transforms (``conditional``,
 nn/transforms.py) and residual blocks (``res_blocks``), which start as the identity; the layers after new
-blocks move down g_a's and g_s's sequences, and their weights move with them. Only N, M, the context, the
-modulation and the blocks may be added; everything else must match.
+blocks move down g_a's and g_s's sequences, and their weights move with them.
+
+Rate levels may be added above the top one (``--levels``, ModelConfig.with_levels: the same lambda spacing,
+so the old levels keep their lambda) for qualities beyond the source's: the gains of a new level continue
+the source's progression, its modulation starts as the top level's (_extend_levels). Only N, M, the
+context, the modulation, the blocks and levels may be added; everything else must match.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 from torch import nn
@@ -58,10 +63,14 @@ def hyper_hidden(config: ModelConfig) -> int:
 
 def can_grow(source: ModelConfig, target: ModelConfig) -> bool:
     """True when target differs from source only by a larger (or equal) N and M, with the hyper networks'
-    widths kept, and perhaps by an added context model, per-level modulation or residual blocks."""
+    widths kept, perhaps by an added context model, per-level modulation or residual blocks, and perhaps by
+    more rate levels above the top one at the same lambda spacing (ModelConfig.with_levels)."""
+    if target.levels < source.levels or not math.isclose(
+            target.lambda_max, source.with_levels(target.levels).lambda_max, rel_tol=1e-9):
+        return False
     same = dataclasses.replace(target, n=source.n, m=source.m, hyper_hidden=source.hyper_hidden,
                                z_channels=source.z_channels, arch=source.arch, conditional=source.conditional,
-                               res_blocks=source.res_blocks)
+                               res_blocks=source.res_blocks, levels=source.levels, lambda_max=source.lambda_max)
     return (same == source and target.n >= source.n and target.m >= source.m
             and target.conditional >= source.conditional and target.res_blocks >= source.res_blocks
             and hyper_hidden(target) == hyper_hidden(source) and target.hyper_width == source.hyper_width
@@ -104,7 +113,7 @@ def grow(source: MeanScaleHyperprior, target: ModelConfig, seed: int = 0) -> Mea
     if not can_grow(source.config, target):
         raise GrowError(f"cannot grow a model of config {source.config} into {target}: only the widths N and M "
                         f"may grow, with --z-channels {source.config.hyper_width} and --hyper-channels "
-                        f"{hyper_hidden(source.config)}, and a context model, --conditional or --res-blocks be added")
+                        f"{hyper_hidden(source.config)}, and a context model, --conditional, --res-blocks or --levels (at the same lambda spacing) be added")
     m0, m = source.config.m, target.m
     torch.manual_seed(seed)
     grown = build_model(target)
@@ -140,5 +149,29 @@ def grow(source: MeanScaleHyperprior, target: ModelConfig, seed: int = 0) -> Mea
             w.zero_()
             w[:m0] = w0[:m0]
             w[m:m + m0] = w0[m0:]
+        _extend_levels(new, old, source.config.levels)
     grown.load_state_dict(new)
     return grown
+
+
+def _extend_levels(new: dict, old: dict, levels: int) -> None:
+    """Fill the rows of the rate levels added above the source's top one (``levels`` rows came from it).
+
+    The gains (log-gain tables) continue the source's progression per channel: their mean step over its top
+    three intervals, so each new level refines the quantization as the ones below it did. The per-level
+    modulations copy the top level's. The new levels then start as a plausible extrapolation that training
+    corrects, and the old levels compute exactly what they did.
+    """
+    for key, table in new.items():
+        level_table = key.endswith(("gain.log_gain", "gain.log_inverse_gain")) or "_levels." in key
+        if not level_table or table.shape[0] == levels:
+            continue
+        src = old[key].to(table.dtype)  # (levels, channels)
+        cols = src.shape[1]
+        added = torch.arange(1, table.shape[0] - levels + 1, dtype=table.dtype)[:, None]
+        if key.endswith(("log_gain", "log_inverse_gain")):
+            span = min(3, levels - 1)
+            slope = (src[-1] - src[-1 - span]) / span
+            table[levels:, :cols] = src[-1] + added * slope
+        else:  # modulation: log_scale and bias
+            table[levels:, :cols] = src[-1]

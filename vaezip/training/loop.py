@@ -338,9 +338,13 @@ def run_config(init_from: str | None = None, **given) -> ModelConfig:
     ``init_from``, over that model's own config, so that continuing a model needs no repeated shape options.
     A wider N or M keeps the given model's z and h_s widths, the parts that growing does not widen."""
     given = {key: value for key, value in given.items() if value is not None}
+    levels = given.pop("levels", None)
     if not init_from:
-        return ModelConfig(**given)
+        config = ModelConfig(**given)
+        return config if levels is None else config.with_levels(levels)
     base = _load_start(init_from).config
+    if levels is not None:
+        base = base.with_levels(levels)
     if given.get("n", base.n) != base.n:
         given.setdefault("z_channels", base.hyper_width)
     if given.get("m", base.m) != base.m:
@@ -411,7 +415,7 @@ def train(cfg: TrainConfig, model_config: ModelConfig = ModelConfig(), log=print
         if start.config != model.config:
             if not can_grow(start.config, model.config):
                 raise CheckpointError(f"{cfg.init_from}: its model config {start.config} differs from this "
-                                      f"run's {model.config}; only N and M can grow, and a context, --conditional or --res-blocks be added")
+                                      f"run's {model.config}; only N and M can grow, and a context, --conditional, --res-blocks or --levels be added")
             source = grow(source, model.config, seed=cfg.seed)
             log(f"grew {start.name} ({_shape(start.config)}) into {_shape(model.config)}")
         model.load_state_dict(source.state_dict())
