@@ -18,12 +18,13 @@ import os
 import torch
 
 from vaezip.entropy.priors import gaussian_likelihood
-from vaezip.image import load, to_tensor
+from vaezip.image import load
+from vaezip.tensors import to_tensor
 from vaezip.models import ModelConfig, build_model
 from vaezip.models.checkerboard import anchor_mask
 from vaezip.training.data import image_files
-from vaezip.training.loop import load_checkpoint
-from vaezip.zoo import load_file
+from vaezip.training.checkpoint import load_checkpoint
+from vaezip.zoo.loader import load_file
 
 NEIGHBOURS = ((0, 1), (1, 0), (0, -1), (-1, 0))
 

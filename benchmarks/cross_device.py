@@ -33,7 +33,8 @@ from vaezip.bench.run import cpu_name
 from vaezip.codec import decode_array, encode_array
 from vaezip.errors import VaezipError
 from vaezip.image import load_rgb_array
-from vaezip.zoo import DEFAULT_MODEL, load_model
+from vaezip.zoo import DEFAULT_MODEL
+from vaezip.zoo.loader import load_model
 
 
 def _device_name(device: torch.device) -> str:

@@ -29,8 +29,9 @@ from vaezip.bench.bd import bd_quality, bd_rate
 from vaezip.image import load
 from vaezip.models import ModelConfig, build_model
 from vaezip.training.data import image_files
-from vaezip.training.loop import code_folder, folder_means, load_checkpoint
-from vaezip.zoo import freeze, load_file, load_model
+from vaezip.training.checkpoint import load_checkpoint
+from vaezip.training.validation import code_folder, folder_means
+from vaezip.zoo.loader import freeze, load_file, load_model
 
 
 def models_in(path: str) -> dict:
@@ -49,7 +50,7 @@ def models_in(path: str) -> dict:
 
 @torch.no_grad()
 def ceiling(net, images) -> list[dict]:
-    from vaezip.image import to_tensor
+    from vaezip.tensors import to_tensor
 
     out = []
     for level in (0.0, (net.config.levels - 1) / 2, float(net.config.levels - 1)):

@@ -17,7 +17,8 @@ import torch
 import vaezip
 from vaezip.codec import _code_y, hyper_output, rate_level
 from vaezip.entropy.parameters import ACT_BITS, scale_index_exact
-from vaezip.image import load, pad, to_tensor
+from vaezip.image import load
+from vaezip.tensors import pad, to_tensor
 from vaezip.models.checkerboard import anchor_mask
 from vaezip.models.hyperprior import STRIDE_Z
 
@@ -66,7 +67,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/exact-cost.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    model = vaezip.zoo.load_file(args.weights) if args.weights else vaezip.load_model(vaezip.DEFAULT_MODEL, "cpu")
+    model = vaezip.load_model(args.weights) if args.weights else vaezip.load_model(vaezip.DEFAULT_MODEL, "cpu")
     files = sorted(Path(args.kodak).glob("kodim*.png"))
     rows = []
     for q in (float(v) for v in args.qualities.split(",")):

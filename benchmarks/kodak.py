@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 import vaezip
-from vaezip.bench.metrics import psnr
+from vaezip.metrics import psnr
 from vaezip.bench.run import cpu_name
 from vaezip.codec import decode_array, encode_array
 from vaezip.image import load
@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/kodak-vaezip.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    model = (vaezip.zoo.load_file(args.weights, args.model) if args.weights else vaezip.load_model(args.model, "cpu"))
+    model = (vaezip.load_model(args.weights) if args.weights else vaezip.load_model(args.model, "cpu"))
     files = sorted(Path(args.kodak).glob("kodim*.png"))
     if not files:
         raise SystemExit(f"no kodim*.png in {args.kodak}; pass --kodak or set VAEZIP_KODAK")

@@ -23,7 +23,7 @@ import torch
 
 import vaezip
 from vaezip.bench.bd import bd_quality, bd_rate
-from vaezip.bench.metrics import psnr
+from vaezip.metrics import psnr
 from vaezip.codec import decode_array, encode_array
 from vaezip.image import load
 from vaezip.refine import REFINE_LR

@@ -1,98 +1,201 @@
-"""The figures the README quotes from a `vaezip bench` run, computed rather than read off by hand.
+"""Every figure and table the README and docs quote, regenerated from the stored benchmark results.
 
-    python benchmarks/report.py [OUT ...] [--codec vaezip] [--anchor heic] [--previous OUT_OF_PREVIOUS_MODEL]
+    python benchmarks/report.py [--results benchmarks/results] [--model NAME] [--check]
 
-OUT is a `vaezip bench --out` folder (default benchmarks/kodak and benchmarks/heldout). For the test codec
-(vaezip) it prints, from that folder's results.json and cache.jsonl:
+``benchmarks/results/<dataset>/<curve>.json`` are what ``vaezip bench`` measured (one file per codec, one per
+vaezip model; each holds every image at every setting). From them this script writes, and nothing else does:
 
-* BD-rate (PSNR-RGB) directly against every other codec, from the mean curves;
-* with ``--previous``, against the test codec's curve in another run (the previous model's folder);
-* per image against the anchor: BD-rate between the two codecs' own curves on that image;
-* the gap by setting: how many more bits than the anchor each test point needs at its own PSNR (the
-  anchor's log-rate interpolated, piecewise cubic, at that PSNR; blank outside the anchor's range).
+* ``benchmarks/results/<dataset>/summary.md`` and ``rd.png``: every curve against HEIC;
+* ``docs/results.md``: per dataset, the default model against every codec (BD-rate over the range both cover
+  and that range), its per-quality table (bpp, PSNR, seconds, and how many more bits than HEIC it needs at
+  that PSNR), its per-image BD-rates, and every installed model side by side;
+* the block between ``<!-- results:begin -->`` and ``<!-- results:end -->`` in README.md;
+* the measured figures of each installed model in ``vaezip/zoo/manifest.json`` (``vaezip models`` shows them).
 
-Nothing is measured here; the bench run is the measurement.
+``--check`` writes nothing and fails if any of those would change (the figures quoted are the stored ones).
+Nothing is measured here; the bench runs are the measurement.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import math
+import sys
 from pathlib import Path
 
+from vaezip import zoo
 from vaezip.bench.bd import bd_quality, bd_rate, rate_at_quality
+from vaezip.bench.run import load_curves, markdown, plot, summarise
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCES = {"kodak": ROOT / "benchmarks" / "reference" / "compressai-kodak.json"}
+DATASETS = {"kodak": "Kodak (24 images, 768x512)", "photos": "photos/ (12 modern photographs, about 1.1 MP)"}
+CLASSICAL = ("heic", "avif", "jpegxl", "webp", "jpeg2000", "jpeg")
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
-def _rates_psnrs(points) -> tuple[list[float], list[float]]:
+def _xy(points) -> tuple[list[float], list[float]]:
     return [p["bpp"] for p in points], [p["psnr"] for p in points]
 
 
-def per_image_curves(out: Path, codec_id: str) -> dict[str, tuple[list[float], list[float]]]:
-    """image -> (bpp, PSNR) of every setting of ``codec_id`` cached in OUT/cache.jsonl."""
-    rows: dict[str, dict[float, tuple[float, float]]] = {}
-    for line in (out / "cache.jsonl").read_text().splitlines():
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by an interrupted run
-        if r.get("codec") == codec_id and "image" in r:
-            rows.setdefault(r["image"], {})[float(r["setting"])] = (r["bpp"], r["psnr"])
-    return {image: ([v[0] for v in by.values()], [v[1] for v in by.values()]) for image, by in rows.items()}
+def psnr_range(a, b) -> tuple[float, float]:
+    """The PSNR range both curves cover (the range a BD-rate averages over)."""
+    return max(min(p["psnr"] for p in a), min(p["psnr"] for p in b)), min(max(p["psnr"] for p in a),
+                                                                              max(p["psnr"] for p in b))
 
 
-def gap_by_setting(anchor_points, test_points) -> list[tuple[float, float]]:
-    """(setting, percent more bits than the anchor at the test point's PSNR) for each test point."""
-    rates, psnrs = _rates_psnrs(anchor_points)
-    return [(p["setting"], (p["bpp"] / rate_at_quality(rates, psnrs, p["psnr"]) - 1) * 100)
+def bd(anchor_points, test_points) -> float:
+    return bd_rate(*_xy(anchor_points), *_xy(test_points))
+
+
+def gap_by_setting(anchor_points, test_points) -> list[tuple[dict, float]]:
+    """(test point, percent more bits than the anchor at the test point's PSNR; NaN beyond the anchor's range)."""
+    rates, psnrs = _xy(anchor_points)
+    return [(p, (p["bpp"] / rate_at_quality(rates, psnrs, p["psnr"]) - 1) * 100)
             for p in sorted(test_points, key=lambda p: p["setting"])]
 
 
-def report(out: Path, codec: str, anchor: str, previous: Path | None) -> str:
-    result = json.loads((out / "results.json").read_text())
-    curves = result["curves"]
-    if codec not in curves or anchor not in curves:
-        raise SystemExit(f"{out}: results.json has no curve for {codec if codec not in curves else anchor}")
-    test = curves[codec]
-    r_t, q_t = _rates_psnrs(test["points"])
-    lines = [f"## {out} ({result['image_count']} images): {test['name']} ({test['version']})", "",
-             "BD-rate (PSNR-RGB) of the mean curves against each codec:"]
-    for key, c in curves.items():
-        if key != codec:
-            r_a, q_a = _rates_psnrs(c["points"])
-            lines.append(f"- {c['name']}: {bd_rate(r_a, q_a, r_t, q_t):+.1f} % "
-                         f"({bd_quality(r_a, q_a, r_t, q_t):+.3f} dB)")
-    if previous is not None:
-        prev = json.loads((previous / "results.json").read_text())["curves"].get(codec)
-        if prev is None:
-            raise SystemExit(f"{previous}: results.json has no curve for {codec}")
-        r_a, q_a = _rates_psnrs(prev["points"])
-        lines.append(f"- {prev['name']} ({previous}): {bd_rate(r_a, q_a, r_t, q_t):+.2f} % "
-                     f"({bd_quality(r_a, q_a, r_t, q_t):+.3f} dB)")
+def per_image_bd(anchor: dict, test: dict) -> list[tuple[float, str]]:
+    """(BD-rate of the test codec against the anchor on that image's own curves, image), best first."""
+    out = []
+    for image, points in test["per_image"].items():
+        theirs = anchor["per_image"].get(image)
+        if theirs:
+            out.append((bd(theirs, points), image))
+    return sorted(out)
 
-    mine, theirs = per_image_curves(out, test["id"]), per_image_curves(out, curves[anchor]["id"])
-    per_image = sorted((bd_rate(*theirs[image], *mine[image]), image) for image in mine if image in theirs)
-    lines += ["", f"Per image against {curves[anchor]['name']} (BD-rate, PSNR-RGB), best first:"]
-    lines += [f"- {Path(image).stem}: {value:+.1f} %" for value, image in per_image]
-    below = sum(value < 0 for value, _ in per_image)
-    lines.append(f"({below} of {len(per_image)} need fewer bits than {curves[anchor]['name']})")
 
-    lines += ["", f"More bits than {curves[anchor]['name']} at each setting's PSNR (mean curves):"]
-    lines += [f"- q{setting:g}: {gap:+.1f} %" for setting, gap in gap_by_setting(curves[anchor]["points"],
-                                                                                 test["points"])]
+def _pct(v: float) -> str:
+    return "–" if not math.isfinite(v) else f"{v:+.1f} %"
+
+
+def dataset_section(name: str, curves: dict, model: str, reference: dict) -> tuple[list[str], dict]:
+    """docs/results.md's section of one dataset, and the default model's headline figures on it."""
+    test, anchor = curves[model], curves["heic"]
+    lines = [f"## {DATASETS.get(name, name)}", "",
+             f"`{test['name']}`, {test['version']}; bpp from the file sizes, PSNR-RGB from the decoded files, "
+             f"seconds on one thread of {test['cpu']}.", "",
+             f"BD-rate of {model} against each codec (PSNR-RGB; negative: fewer bits), over the PSNR range both "
+             "curves cover:", "", "| codec | BD-rate | BD-PSNR | PSNR range (dB) | version |", "|---|---|---|---|---|"]
+    headline = {}
+    others = [k for k in CLASSICAL if k in curves] + [k for k in curves if k not in CLASSICAL and k != model]
+    for key in others:
+        c = curves[key]
+        value = bd(c["points"], test["points"])
+        lo, hi = psnr_range(c["points"], test["points"])
+        headline[key] = value
+        lines.append(f"| {c['name']} | {_pct(value)} | {bd_quality(*_xy(c['points']), *_xy(test['points'])):+.2f} dB | "
+                     f"{lo:.1f}–{hi:.1f} | {c['version']} |")
+    for key, v in reference.items():
+        value = bd_rate(v["bpp"], v["psnr"], *_xy(test["points"]))
+        lo, hi = max(min(v["psnr"]), min(p["psnr"] for p in test["points"])), min(max(v["psnr"]),
+                                                                                   max(p["psnr"] for p in test["points"]))
+        headline[f"ref:{key}"] = value
+        lines.append(f"| {key} (published) | {_pct(value)} | "
+                     f"{bd_quality(v['bpp'], v['psnr'], *_xy(test['points'])):+.2f} dB | {lo:.1f}–{hi:.1f} | "
+                     "CompressAI's published curve |")
+    lines += ["", f"By quality: the mean over the images, and how many more bits than HEIC {model} needs at "
+              "that PSNR (– beyond HEIC's range):", "",
+              "| quality | bpp | PSNR-RGB (dB) | encode s | decode s | against HEIC |", "|---|---|---|---|---|---|"]
+    for p, gap in gap_by_setting(anchor["points"], test["points"]):
+        lines.append(f"| {p['setting']:g} | {p['bpp']:.3f} | {p['psnr']:.2f} | {p['encode_s']:.2f} | "
+                     f"{p['decode_s']:.2f} | {_pct(gap)} |")
+    images = per_image_bd(anchor, test)
+    below = sum(v < 0 for v, _ in images)
+    lines += ["", f"Per image against HEIC (BD-rate on each image's own curves), best first; {below} of "
+              f"{len(images)} need fewer bits than HEIC:", "",
+              ", ".join(f"{Path(i).stem} {_pct(v)}" for v, i in images), ""]
+    return lines, headline
+
+
+def models_section(by_dataset: dict[str, dict]) -> tuple[list[str], dict]:
+    """Every installed model side by side, and the figures the manifest records for each."""
+    lines = ["## Installed models", "", "| model | status | " + " | ".join(
+        f"BD-rate vs HEIC, {d}" for d in by_dataset) + " | encode + decode s per Kodak image |",
+             "|---|---|" + "---|" * len(by_dataset) + "---|"]
+    figures = {}
+    default_time = None
+    for entry in (e for e in zoo.REGISTRY.values() if e.installed):
+        row, fig = [], {}
+        for dataset, curves in by_dataset.items():
+            c = curves.get(entry.name)
+            value = bd(curves["heic"]["points"], c["points"]) if c and "heic" in curves else math.nan
+            row.append(_pct(value))
+            if math.isfinite(value):
+                fig[dataset] = {"bd_rate_vs_heic": round(value, 2)}
+        kodak = by_dataset.get("kodak", {}).get(entry.name)
+        seconds = (sum(p["encode_s"] + p["decode_s"] for p in kodak["points"]) / len(kodak["points"])
+                   if kodak else math.nan)
+        if entry.status == "default":
+            default_time = seconds
+        fig["seconds_per_kodak_image"] = round(seconds, 3) if math.isfinite(seconds) else None
+        figures[entry.name] = fig
+        lines.append(f"| {entry.name} | {entry.status} | " + " | ".join(row) + f" | {seconds:.2f} |")
+    for fig in figures.values():
+        s = fig.pop("seconds_per_kodak_image")
+        if s and default_time:
+            fig["relative_speed"] = round(default_time / s, 2)
+    return lines + [""], figures
+
+
+def readme_block(headlines: dict[str, dict], model: str) -> str:
+    names = {"heic": "HEIC", "avif": "AVIF", "jpegxl": "JPEG XL", "webp": "WebP", "jpeg2000": "JPEG 2000",
+             "jpeg": "JPEG", "ref:mbt2018-mean": "mbt2018-mean (CompressAI, published)"}
+    datasets = list(headlines)
+    lines = [BEGIN, f"| {model} against | " + " | ".join(DATASETS.get(d, d).split(" (")[0] for d in datasets) + " |",
+             "|---|" + "---|" * len(datasets)]
+    for key, label in names.items():
+        if any(key in headlines[d] for d in datasets):
+            lines.append(f"| {label} | " + " | ".join(_pct(headlines[d].get(key, math.nan)) for d in datasets) + " |")
+    lines.append(END)
     return "\n".join(lines)
+
+
+def build(results: Path, model: str) -> tuple[dict[Path, str], dict[str, dict]]:
+    """Every generated text, by path, and the curves of each dataset (for the rd.png plots)."""
+    by_dataset = {d.name: load_curves(d) for d in sorted(results.iterdir()) if d.is_dir() and any(d.glob("*.json"))}
+    by_dataset = {k: v for k, v in by_dataset.items() if model in v and "heic" in v}
+    if not by_dataset:
+        raise SystemExit(f"{results}: no dataset folder has curves of both {model} and heic; run vaezip bench first")
+    docs = ["# Results", "", "Generated by `python benchmarks/report.py` from `benchmarks/results/`; do not edit.",
+            "Reproduce the measurements with the commands in benchmarks/README.md.", ""]
+    headlines, out = {}, {}
+    for name, curves in by_dataset.items():
+        ref = summarise(curves, "heic", str(REFERENCES[name]) if name in REFERENCES else None)["reference"]
+        section, headlines[name] = dataset_section(name, curves, model, ref)
+        docs += section
+        out[results / name / "summary.md"] = markdown(summarise(curves, "heic", str(REFERENCES.get(name, "")) or None))
+    section, figures = models_section(by_dataset)
+    docs += section
+    out[ROOT / "docs" / "results.md"] = "\n".join(docs)
+    readme = (ROOT / "README.md").read_text()
+    if BEGIN in readme and END in readme:
+        head, rest = readme.split(BEGIN, 1)
+        out[ROOT / "README.md"] = head + readme_block(headlines, model) + rest.split(END, 1)[1]
+    entries = zoo.read_manifest()
+    for name, fig in figures.items():
+        entries[name] = zoo.ZooEntry(**{**entries[name].__dict__, "figures": fig})
+    out[zoo.MANIFEST] = zoo.manifest_text(entries)
+    return out, by_dataset
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("outs", nargs="*", type=Path, default=[Path("benchmarks/kodak"), Path("benchmarks/heldout")])
-    ap.add_argument("--codec", default="vaezip", help="the codec under test (a key of results.json's curves)")
-    ap.add_argument("--anchor", default="heic")
-    ap.add_argument("--previous", type=Path, action="append", default=[],
-                    help="bench folder of the previous model, one per OUT in the same order")
+    ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--model", default=zoo.DEFAULT_MODEL, help="the model the README and docs quote")
+    ap.add_argument("--check", action="store_true", help="write nothing; fail if a generated file is out of date")
     args = ap.parse_args()
-    if args.previous and len(args.previous) != len(args.outs):
-        ap.error(f"give --previous once per bench folder ({len(args.outs)}), or not at all")
-    previous = args.previous or [None] * len(args.outs)
-    print("\n\n".join(report(out, args.codec, args.anchor, prev) for out, prev in zip(args.outs, previous)))
+    out, by_dataset = build(args.results, args.model)
+    stale = [p for p, text in out.items() if not p.exists() or p.read_text() != text]
+    if args.check:
+        if stale:
+            sys.exit("out of date (run python benchmarks/report.py): " + ", ".join(str(p) for p in stale))
+        return
+    for path, text in out.items():
+        path.write_text(text)
+    for name, curves in by_dataset.items():
+        plot(summarise(curves, "heic", str(REFERENCES[name]) if name in REFERENCES else None), args.results / name / "rd.png")
+    print("wrote " + ", ".join(str(p.relative_to(ROOT)) for p in out) + " and the rd.png of "
+          + ", ".join(by_dataset))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import os
 import torch
 
 from vaezip import format as vzformat
-from vaezip import zoo
+from vaezip.zoo import loader
 from vaezip.codec import encode_array
 from vaezip.format.container import SECTION_NAMES
 from vaezip.image import load
@@ -29,7 +29,7 @@ def main() -> None:
     torch.set_num_threads(1)
     images = [load(f) for f in image_files(args.kodak)[:: args.every]]
     for name in args.models:
-        model = zoo.load_model(name, "cpu") if name in zoo.REGISTRY else zoo.load_file(name)
+        model = loader.load_model(name, "cpu")
         for q in (float(v) for v in args.qualities.split(",")):
             totals: dict[str, float] = {}
             for img, mode in images:

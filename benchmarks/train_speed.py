@@ -16,7 +16,8 @@ import torch
 
 from vaezip.bench.run import cpu_name
 from vaezip.models import ModelConfig, build_model
-from vaezip.training.loop import rd_loss, set_compiled_vector_bits
+from vaezip.models import rd_loss
+from vaezip.training.device import set_compiled_vector_bits
 
 VARIANTS = [
     {"name": "shipped: N64 M96, 128 px, batch 8", "n": 64, "m": 96, "patch": 128, "batch": 8},
@@ -76,7 +77,7 @@ def measure(v: dict, steps: int) -> float:
             start, cpu_start = time.perf_counter(), time.process_time()
             v["warmup_s"] = round(start - compile_start, 1)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=v.get("bf16", False)):
-            loss, _, _ = rd_loss(step_model, x, t, lam)
+            loss, _, _ = rd_loss(step_model(x, t), x, lam)
         opt.zero_grad()
         loss.backward()
         opt.step()

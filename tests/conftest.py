@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import vaezip
-from vaezip.bench.metrics import psnr  # noqa: F401  (re-exported for the tests)
+from vaezip.metrics import psnr  # noqa: F401  (re-exported for the tests)
 
 
 @pytest.fixture(scope="session")

@@ -51,9 +51,12 @@ def test_small_run_writes_reports_and_resumes(tmp_path):
     assert result["bd"]["jpeg"]["bd_rate_psnr"] == pytest.approx(0.0, abs=1e-9)
     bpps = [p["bpp"] for p in jpeg["points"]]
     assert bpps == sorted(bpps) and all(b > 0 for b in bpps)
-    for name in ("results.json", "results.md", "rd.png"):
+    for name in ("jpeg.json", "webp.json", "summary.md", "rd.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
-    assert result["cpu"] and result["cpu"] in (tmp_path / "out" / "results.md").read_text()  # timings need it
+    assert result["cpu"] and result["cpu"] in (tmp_path / "out" / "summary.md").read_text()  # timings need it
+    stored = json.loads((tmp_path / "out" / "webp.json").read_text())
+    assert set(stored["per_image"]) == {"0.png", "1.png"} and stored["dataset"] == "imgs"
+    assert len(stored["per_image"]["0.png"]) == len(stored["settings"])
     records = (tmp_path / "out" / "cache.jsonl").read_text().splitlines()
     again = run(cfg, log=lambda *_: None)  # everything comes from the cache
     assert (tmp_path / "out" / "cache.jsonl").read_text().splitlines() == records
@@ -75,7 +78,8 @@ def test_a_missing_codec_is_skipped_with_a_note(monkeypatch, tmp_path):
     cfg = bench_run.BenchConfig(images=str(tmp_path), out=str(tmp_path / "out"), codecs=("heic",))
     bench_run._worker("heic", cfg, [], q, os.getppid())
     assert q.get_nowait() == ("unavailable", "pillow-heif is not installed")
-    result = bench_run.summarise(cfg, [], {}, {}, {"heic": "pillow-heif is not installed"}, {})
+    result = bench_run.summarise({})
+    result["skipped"] = {"heic": "pillow-heif is not installed"}
     assert "| heic | skipped: pillow-heif is not installed |" in bench_run.markdown(result)
 
 
@@ -91,9 +95,9 @@ def test_vaezip_refine_is_a_curve_of_its_own():
     assert refined.decode(refined.encode(img, 50)).shape == img.shape
 
 
-def test_report_computes_the_readme_figures(tmp_path):
-    """benchmarks/report.py on a bench folder whose test codec needs 10 % more bits than the anchor on one
-    image and 20 % fewer on the other, at the anchor's own PSNRs."""
+def test_report_computes_the_quoted_figures():
+    """benchmarks/report.py on curves whose test codec needs 10 % more bits than the anchor on one image and
+    20 % fewer on the other, at the anchor's own PSNRs."""
     import importlib.util
     from pathlib import Path
 
@@ -103,23 +107,20 @@ def test_report_computes_the_readme_figures(tmp_path):
     spec.loader.exec_module(report)
 
     factor = {"a.png": 1.1, "b.png": 0.8}
-    rows, curves = [], {}
-    for key, scale in (("heic", None), ("vaezip", factor)):
-        ident = f"{key}|1"
-        for s, (r, q) in enumerate(zip(RATE, PSNR)):
-            for image in factor:
-                rows.append({"codec": ident, "setting": float(s), "image": image, "psnr": q,
-                             "bpp": r * (scale[image] if scale else 1.0)})
-        points = [{"setting": float(s), "bpp": float(np.mean([x["bpp"] for x in rows if x["codec"] == ident
-                                                             and x["setting"] == s])), "psnr": float(q)}
-                  for s, q in enumerate(PSNR)]
-        curves[key] = {"name": key.upper(), "version": "1", "id": ident, "points": points}
-    (tmp_path / "results.json").write_text(json.dumps({"image_count": 2, "curves": curves}))
-    (tmp_path / "cache.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n{\"cut short")
-
-    text = report.report(tmp_path, "vaezip", "heic", None)
-    assert "- a: +10.0 %" in text and "- b: -20.0 %" in text and "(1 of 2 need fewer bits" in text
-    assert text.index("- b: -20.0 %") < text.index("- a: +10.0 %")  # best first
-    assert "- HEIC: -5.0 %" in text  # the mean curve: 0.95 times the anchor's rate
-    gaps = report.gap_by_setting(curves["heic"]["points"], curves["vaezip"]["points"])
+    curves = {}
+    for key, scale in (("heic", None), ("msh-test", factor)):
+        per_image = {image: [{"setting": float(s), "psnr": float(q), "bpp": float(r) * (scale[image] if scale else 1.0),
+                              "encode_s": 0.5, "decode_s": 0.25} for s, (r, q) in enumerate(zip(RATE, PSNR))]
+                     for image in factor}
+        points = [{"setting": float(s), "psnr": float(q), "encode_s": 0.5, "decode_s": 0.25,
+                   "bpp": float(np.mean([per_image[i][s]["bpp"] for i in factor]))} for s, q in enumerate(PSNR)]
+        curves[key] = {"name": key.upper(), "version": "1", "points": points, "per_image": per_image, "cpu": "x"}
+    assert [(round(v, 6), i) for v, i in report.per_image_bd(curves["heic"], curves["msh-test"])] == [
+        (-20.0, "b.png"), (10.0, "a.png")]  # best first
+    lines, headline = report.dataset_section("kodak", curves, "msh-test", {})
+    text = "\n".join(lines)
+    assert headline["heic"] == pytest.approx(-5.0)  # the mean curve: 0.95 times the anchor's rate
+    assert "| HEIC | -5.0 % |" in text and "1 of 2 need fewer bits" in text and "b -20.0 %, a +10.0 %" in text
+    gaps = report.gap_by_setting(curves["heic"]["points"], curves["msh-test"]["points"])
     assert [g for _, g in gaps] == pytest.approx([-5.0] * len(RATE))
+    assert "| 4 | 1.520 | 36.00 | 0.50 | 0.25 | -5.0 % |" in text

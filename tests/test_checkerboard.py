@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vaezip import format as vzformat
-from vaezip import zoo
+from vaezip.zoo import loader as zoo
 from vaezip.codec import decode_array, encode_array
 from vaezip.errors import FormatError, VaezipError
 from vaezip.format.container import SECTION_Y, SECTION_Y2, SECTION_Z

@@ -44,12 +44,31 @@ def test_compress_info_decompress(workdir):
     assert Image.open("photo.png").size == (90, 70)
 
 
-def test_compress_warns_when_latents_are_clipped(workdir, monkeypatch):
-    """msh64-r4 clamps latents beyond its tables; the default model escape-codes them (no warning)."""
-    assert "warning" not in run("compress", "photo.png", "-o", "ok.vz", "-m", "msh64-r4").output
+@pytest.fixture(scope="module")
+def clamping_weights(tmp_path_factory) -> str:
+    """The fast model's weights as the archived msh64-r1 .. r4 were written: without escape coding."""
+    from vaezip.entropy.coder import Coder
+    from vaezip.zoo.loader import load_model, save_file
+
+    m = load_model("msh64-r12", "cpu")
+    path = tmp_path_factory.mktemp("weights") / "clamping.npz"
+    save_file(path, m.network, Coder(m.z_coder.table, False), Coder(m.y_coder.table, False), m.scale_thresholds,
+              {**m.meta, "name": "clamping-test"})
+    return str(path)
+
+
+def test_compress_warns_when_latents_are_clipped(workdir, monkeypatch, clamping_weights):
+    """Weights without escape coding clamp latents beyond their tables and warn; the default model escape-codes
+    them (no warning). Any weights file works with -m, and decodes with the same -m."""
+    r = run("compress", "photo.png", "-o", "ok.vz", "-m", clamping_weights)
+    assert r.exit_code == 0 and "warning" not in r.output
+    assert "model clamping-test" in run("info", "ok.vz").output
+    msg = one_line_error(run("decompress", "ok.vz", "-o", "ok.png"))
+    assert "unknown model 'clamping-test'" in msg and "-m PATH.npz" in msg and not Path("ok.png").exists()
+    assert run("decompress", "ok.vz", "-o", "ok.png", "-m", clamping_weights).exit_code == 0
     real = MeanScaleHyperprior.analyse
     monkeypatch.setattr(MeanScaleHyperprior, "analyse", lambda *a, **k: tuple(v * 1000 for v in real(*a, **k)))
-    r = run("compress", "photo.png", "-o", "clipped.vz", "-m", "msh64-r4")
+    r = run("compress", "photo.png", "-o", "clipped.vz", "-m", clamping_weights)
     assert r.exit_code == 0 and "latent values exceeded" in r.output and Path("clipped.vz").exists()
     r = run("compress", "photo.png", "-o", "escaped.vz")
     assert r.exit_code == 0 and "warning" not in r.output and Path("escaped.vz").exists()
@@ -132,9 +151,14 @@ def test_quality_out_of_range(workdir):
     assert r.exit_code == 2 and not Path("photo.vz").exists()
 
 
-def test_models_lists_the_default(workdir):
+def test_models_is_a_short_table_default_first(workdir):
+    from vaezip.zoo import DEFAULT_MODEL, FAST_MODEL
+
     r = run("models")
-    assert r.exit_code == 0 and "(default)" in r.output and "CPU-h" in r.output
+    lines = r.output.splitlines()
+    assert r.exit_code == 0 and len(lines) <= 8, r.output
+    assert lines[1].split()[:2] == [DEFAULT_MODEL, "default"] and lines[2].split()[:2] == [FAST_MODEL, "fast"]
+    assert "archived" in lines[-1] and "docs/models.md" in lines[-1]
 
 
 def test_grayscale_file_round_trip(workdir):
@@ -156,7 +180,9 @@ def test_vz_written_with_other_weights_is_named(workdir):
     data[at] ^= 1  # another weights hash, header CRC fixed up
     data[h.header_bytes - 4:h.header_bytes] = struct.pack("<I", zlib.crc32(bytes(data[:h.header_bytes - 4])))
     Path("other.vz").write_bytes(bytes(data))
-    assert "other weights" in one_line_error(run("decompress", "other.vz"))
+    msg = one_line_error(run("decompress", "other.vz"))
+    other = bytes([h.weights_hash[0] ^ 1]) + h.weights_hash[1:]
+    assert h.model in msg and f"weights {other.hex()[:12]}" in msg and "-m PATH.npz" in msg
 
 
 def test_unknown_output_extension(workdir):

@@ -175,7 +175,9 @@ def test_refinement_lowers_the_real_rate_distortion_cost(photos, model):
 
 def test_refine_through_the_public_api_loads_a_model_that_autograd_can_use():
     """The codec runs under inference mode; a model it loads itself must still hold ordinary tensors."""
-    vaezip.load_model.cache_clear()
+    from vaezip.zoo.loader import load_model
+
+    load_model.cache_clear()
     data = vaezip.compress(synthetic(32, 48), 50, refine=2)
     assert np.asarray(vaezip.decompress(data)).shape == (32, 48, 3)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from vaezip.codec import decode_array, encode_array, entropy_parameters
+from vaezip.codec import decode_array, encode_array, entropy_parameters, rate_level
 from vaezip.entropy.parameters import exact_exp, quantized_gain
 
 from conftest import psnr, synthetic
@@ -20,7 +20,7 @@ def test_exact_h_s_does_not_depend_on_summation_order(model):
     integer evaluation gives identical results, a float32 one would not in general."""
     rng = np.random.default_rng(0)
     z = torch.from_numpy(rng.integers(-20, 20, (1, model.config.hyper_width, 5, 7))).double()
-    gain = quantized_gain(model.network.hyper_gain.log_inverse_gain.detach().numpy(), 5000, model.config.levels)
+    gain = quantized_gain(model.network.hyper_gain.log_inverse_gain.detach().numpy(), model.config.level_code(5000))
     ref = model.exact.hyper(z, gain)
     perm = torch.from_numpy(rng.permutation(model.config.hyper_width))
     kind, first, w, b = model.exact.h_s.layers[0]
@@ -40,9 +40,9 @@ def test_exact_h_s_follows_the_float_network(model, photos, quality):
     few ten-thousandths on average. (Shipped models since msh64-r11 reach 0.045-0.065 at the worst of
     the astronaut's ~200,000 means and 0.0002 on average; benchmarks/exact_cost.py measures the rate this
     costs: a few thousandths of a percent.)"""
-    from vaezip.image import to_tensor
+    from vaezip.tensors import to_tensor
 
-    t = torch.tensor([quality / 100 * (model.config.levels - 1)])
+    t = rate_level(model, quality)
     with torch.no_grad():
         _, z = model.network.analyse(to_tensor(photos["astronaut"]), t)
     z = torch.round(z)

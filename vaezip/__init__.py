@@ -1,16 +1,20 @@
-"""vaezip: a learned image codec. The public API is this module's names only."""
+"""vaezip: a learned image codec. The public API is this module's names only.
+
+Importing vaezip is cheap: torch is imported when something is first coded, not before (``read_info``,
+the registry and the errors need none of it).
+"""
 from __future__ import annotations
 
-from PIL import Image
+from pathlib import Path
 
-from . import format as _format
-from . import image as _image
-from .codec import DEFAULT_QUALITY, decode_array, encode_array
-from .errors import DecodeMismatchError, FormatError, ImageError, ModelError, VaezipError
+from .errors import DecodeMismatchError, FormatError, ImageError, InputError, ModelError, OutputError, VaezipError
 from .format import VzHeader
-from .zoo import DEFAULT_MODEL, REGISTRY, load_model
+from .image import MAX_PIXELS as _MAX_PIXELS
+from .zoo import DEFAULT_MODEL, FAST_MODEL, REGISTRY
 
-__version__ = "0.1.0"
+__version__ = "1.0.0"
+#: Quality of ``compress`` when none is given.
+DEFAULT_QUALITY = 75.0
 
 
 def compress(image, quality: float = DEFAULT_QUALITY, model: str = DEFAULT_MODEL, refine: int = 0) -> bytes:
@@ -19,7 +23,8 @@ def compress(image, quality: float = DEFAULT_QUALITY, model: str = DEFAULT_MODEL
     Args:
         image: a PIL image, an HxWx3 (or HxW grayscale) uint8 array, or a path.
         quality: 0..100, higher is better (continuous).
-        model: the name of a shipped model (``vaezip.REGISTRY``).
+        model: an installed model's name (``vaezip.REGISTRY``), or the path of a weights file that
+            ``vaezip export`` wrote.
         refine: optimizer steps of encode-time refinement of the latents (0: none; 20 makes files
             smaller at the same quality for about 1 s per step per 0.4 MP); decoding is unchanged.
     Returns:
@@ -27,27 +32,57 @@ def compress(image, quality: float = DEFAULT_QUALITY, model: str = DEFAULT_MODEL
     Raises:
         ImageError, ModelError, ValueError (quality out of range, negative refine).
     """
-    array, mode = _image.from_input(image)
+    from .codec import encode_array
+    from .image import from_input
+
+    array, mode = from_input(image)
     return encode_array(array, mode, quality, model, refine=refine).data
 
 
-def decompress(data: bytes, max_pixels: int | None = _image.MAX_PIXELS) -> Image.Image:
-    """Decode .vz bytes to a PIL image (RGB, or L if the original was grayscale).
+def decompress(data: bytes | str | Path, max_pixels: int | None = _MAX_PIXELS, model: str | None = None):
+    """Decode a .vz file to a PIL image (RGB, or L if the original was grayscale).
 
+    Args:
+        data: the bytes of a .vz file, or its path.
+        max_pixels: refuse files that declare a larger image, before allocating (None: no limit).
+        model: decode with these weights (a name or an .npz path) instead of the model the file names;
+            they must be the weights it was written with.
     Raises:
-        FormatError (truncated, corrupt, foreign or future files), ModelError.
+        FormatError (truncated, corrupt, foreign or future files), ModelError, InputError (an unreadable path).
     """
-    array, header = decode_array(bytes(data), max_pixels=max_pixels)
-    return _image.to_image(array, header.mode)
+    from .codec import decode_array
+    from .image import to_image
+
+    array, header = decode_array(_bytes(data), model, max_pixels=max_pixels)
+    return to_image(array, header.mode)
 
 
-def read_info(data: bytes) -> VzHeader:
-    """The header of .vz bytes (model, size, mode, quality, sizes), without building a network."""
-    return _format.read_header(bytes(data))
+def read_info(data: bytes | str | Path) -> VzHeader:
+    """The header of a .vz file (model, size, mode, quality, sizes), without building a network."""
+    from .format import read_header
+
+    return read_header(_bytes(data))
+
+
+def load_model(model: str = DEFAULT_MODEL, device: str | None = None):
+    """A coding model (network, tables and coders) by name or weights path; see ``vaezip.zoo``."""
+    from .zoo.loader import load_model as load
+
+    return load(model, device)
+
+
+def _bytes(data) -> bytes:
+    if isinstance(data, (str, Path)):
+        try:
+            return Path(data).read_bytes()
+        except OSError as e:
+            raise InputError(f"{data}: cannot read ({e.strerror}); pass the path of a .vz file or its bytes") from None
+    return bytes(data)
 
 
 __all__ = [
-    "compress", "decompress", "read_info", "load_model", "VzHeader", "REGISTRY", "DEFAULT_MODEL",
-    "DEFAULT_QUALITY", "VaezipError", "FormatError", "ModelError", "ImageError", "DecodeMismatchError",
+    "compress", "decompress", "read_info", "load_model", "VzHeader", "REGISTRY", "DEFAULT_MODEL", "FAST_MODEL",
+    "DEFAULT_QUALITY", "VaezipError", "FormatError", "ModelError", "ImageError", "InputError",
+    "OutputError", "DecodeMismatchError",
     "__version__",
 ]

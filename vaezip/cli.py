@@ -10,11 +10,7 @@ from pathlib import Path
 import click
 
 from . import image as vzimage
-from .errors import VaezipError
-
-
-class OutputError(VaezipError):
-    pass
+from .errors import InputError, OutputError, VaezipError
 
 
 def _fail(message: str) -> None:
@@ -63,11 +59,11 @@ def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise OutputError(f"{path}: no such file") from None
+        raise InputError(f"{path}: no such file") from None
     except IsADirectoryError:
-        raise OutputError(f"{path}: is a folder, not a file") from None
+        raise InputError(f"{path}: is a folder, not a file") from None
     except OSError as e:
-        raise OutputError(f"{path}: cannot read ({e.strerror})") from None
+        raise InputError(f"{path}: cannot read ({e.strerror})") from None
 
 
 def _run_each(inputs: tuple[Path, ...], output: Path | None, job) -> None:
@@ -102,7 +98,8 @@ def main() -> None:
 @click.option("-q", "--quality", type=click.FloatRange(0, 100), default=None,
               help="0..100, higher is better (default 75).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (default: input with .vz).")
-@click.option("-m", "--model", default=None, help="Shipped model to use (see `vaezip models`).")
+@click.option("-m", "--model", default=None,
+              help="Model: an installed one (see `vaezip models`) or a weights file (.npz) from vaezip export.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--verify", is_flag=True, help="Decode each result and check it before anything is written.")
 @click.option("--refine", type=click.IntRange(0, 1000), default=0, show_default=True, metavar="STEPS",
@@ -111,8 +108,10 @@ def main() -> None:
                    "Decoding is unchanged.")
 def compress(inputs, quality, output, model, force, verify, refine):
     """Compress images to .vz files."""
-    from .codec import DEFAULT_QUALITY, decode_array, encode_array
-    from .zoo import DEFAULT_MODEL, load_model
+    from . import DEFAULT_QUALITY
+    from .codec import decode_array, encode_array
+    from .zoo import DEFAULT_MODEL
+    from .zoo.loader import load_model
 
     quality = DEFAULT_QUALITY if quality is None else quality
     try:
@@ -149,7 +148,10 @@ def compress(inputs, quality, output, model, force, verify, refine):
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--max-pixels", type=click.IntRange(1), default=vzimage.MAX_PIXELS, show_default=True,
               help="Refuse files that declare a larger image (decompression-bomb limit).")
-def decompress(inputs, output, force, max_pixels):
+@click.option("-m", "--model", default=None,
+              help="Weights to decode with, for a file whose model is not installed: a weights file (.npz) or a "
+                   "model name looked up in $VAEZIP_MODEL_PATH.")
+def decompress(inputs, output, force, max_pixels, model):
     """Decompress .vz files to images (PNG unless -o names another format)."""
     from .codec import decode_array
     from .format import read_header
@@ -163,7 +165,7 @@ def decompress(inputs, output, force, max_pixels):
         if not force and dst.exists():
             raise OutputError(f"{dst} exists; pass --force to overwrite it")
         start = time.perf_counter()
-        array, header = decode_array(data, max_pixels=max_pixels)
+        array, header = decode_array(data, model, max_pixels=max_pixels)
         encoded = vzimage.save(vzimage.to_image(array, header.mode), dst)
         seconds = time.perf_counter() - start
         write_atomic(dst, encoded, force)
@@ -192,25 +194,22 @@ def info(inputs):
 
 @main.command()
 def models():
-    """List the shipped models."""
-    import json
+    """List the installed models, the default first (no network is loaded)."""
+    from .zoo import REGISTRY
 
-    import numpy as np
-
-    from .zoo import DEFAULT_MODEL, REGISTRY, weights_path
-
-    for name, entry in REGISTRY.items():
-        path = weights_path(entry)
-        try:
-            with np.load(path, allow_pickle=False) as a:
-                meta = json.loads(bytes(a["meta.json"]).decode())
-            # CPU-hours count from the lineage's very start; steps only those of the run it was exported from
-            trained = f"{meta.get('cpu_hours', '?')} CPU-h ({meta.get('step', '?')} steps in its last run)"
-            size = f"{path.stat().st_size / 1e6:.1f} MB"
-        except (OSError, KeyError, ValueError):
-            trained, size = "weights missing or unreadable", "-"
-        mark = " (default)" if name == DEFAULT_MODEL else ""
-        click.echo(f"{name}{mark}: {entry.description}; {trained}; {size}")
+    rows = [("model", "status", "size", "BD-rate vs HEIC: Kodak / photos", "speed")]
+    for e in REGISTRY.values():
+        if e.installed:
+            bd = [e.figures.get(dataset, {}).get("bd_rate_vs_heic") for dataset in ("kodak", "photos")]
+            speed = e.figures.get("relative_speed")
+            rows.append((e.name, e.status, f"{e.file_bytes / 1e6:.1f} MB",
+                         " / ".join("-" if v is None else f"{v:+.1f} %" for v in bd),
+                         "-" if speed is None else f"{speed:.1f}x"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+    archived = sum(e.status == "archived" for e in REGISTRY.values())
+    click.echo(f"{archived} archived models decode with their weights file (-m PATH.npz): see docs/models.md")
 
 
 @main.command()
@@ -279,7 +278,8 @@ def train(data, run_dir, steps, batch, patch, max_downscale, lr, decay_steps, th
 
     Multi-process (CPUs with gloo, GPUs with NCCL): torchrun --nproc_per_node K -m vaezip train ...
     """
-    from .training.loop import TrainConfig, distributed_launch, run_config
+    from .training.config import TrainConfig, run_config
+    from .training.distributed import distributed_launch
     from .training.loop import train as run_training
 
     validate_dir = str(validate_dir) if validate_dir and Path(validate_dir).is_dir() else None
@@ -318,26 +318,33 @@ def train(data, run_dir, steps, batch, patch, max_downscale, lr, decay_steps, th
 @click.option("--cpu-hours", type=click.FloatRange(min=0), default=None,
               help="Training CPU-hours to record (default: the checkpoint's own). For an average of branches, "
                    "the CPU-hours they took together, their shared trunk counted once.")
-def export(checkpoints, output, name, raw, cpu_hours):
+@click.option("--release", type=click.Choice(["default", "fast", "supported"]), default=None,
+              help="Also install the weights in this package as a release with this status (zoo/manifest.json).")
+def export(checkpoints, output, name, raw, cpu_hours, release):
     """Export a training checkpoint to a weights file with frozen coding tables.
 
     Several checkpoints, decayed branches of one training run, are averaged weight by weight first
     (a model soup)."""
     from .training.export import export as run_export
+    from .training.export import release as run_release
 
     try:
         digest = run_export(checkpoints, output, name, use_ema=not raw, cpu_hours=cpu_hours)
+        click.echo(f"{output}: sha256 {digest}")
+        if release:
+            entry = run_release(output, release)
+            click.echo(f"released {entry.name} as {entry.status} (vaezip/zoo/manifest.json)")
     except VaezipError as e:
         _fail(str(e))
         sys.exit(1)
-    click.echo(f"{output}: sha256 {digest}")
 
 
 @main.command()
 @click.argument("images", type=click.Path(path_type=Path),
                 default=lambda: os.environ.get("VAEZIP_KODAK", "../shared/datasets/kodak"))
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench-results"), show_default=True,
-              help="Folder for results.json, results.md, rd.png and the per-image cache (a rerun resumes).")
+              help="Folder for one <curve>.json per codec, summary.md, rd.png and the per-image cache (a rerun "
+                   "resumes); its other curves are summarised too.")
 @click.option("--codecs", default=",".join(("jpeg", "webp", "jpeg2000", "avif", "heic", "jpegxl", "vaezip")),
               show_default=True, help="Comma-separated codecs to run.")
 @click.option("--anchor", default="heic", show_default=True, help="Codec the Bjøntegaard deltas are taken against.")
@@ -375,7 +382,7 @@ def bench(images, out, codecs, anchor, reference, model, weights, refine, limit)
     from .bench.run import markdown
 
     click.echo(markdown(result))
-    click.echo(f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'rd.png'}")
+    click.echo(f"wrote the curves, {out / 'summary.md'} and {out / 'rd.png'} in {out}")
 
 
 if __name__ == "__main__":

@@ -22,17 +22,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import DEFAULT_QUALITY
 from . import format as vzformat
 from . import image as vzimage
+from . import tensors
 from .entropy.parameters import ACT_BITS, quantized_gain, scale_index_exact
 from .errors import DecodeMismatchError, FormatError, ImageError, ModelError
 from .format.container import SECTION_NAMES, SECTION_Y, SECTION_Y2, SECTION_Z
 from .models.checkerboard import anchor_mask
 from .models.hyperprior import STRIDE_Z
 from .refine import refine_latents, refine_max_pixels
-from .zoo import DEFAULT_MODEL, LoadedModel, load_model
+from .zoo import DEFAULT_MODEL
+from .zoo.loader import LoadedModel, load_model
 
-DEFAULT_QUALITY = 75.0
 #: Transforms run in tiles beyond these sizes (pixels for g_a, latent positions for g_s), which bounds
 #: memory to a few hundred MB whatever the image size; smaller images go through in one piece.
 ENCODE_TILE = 1024
@@ -60,10 +62,14 @@ def bits_per_pixel(bits: float, width: int, height: int) -> float:
     return bits / (width * height)
 
 
+def level_code(model: LoadedModel, quality: float) -> int:
+    """Quality 0..100 -> the model's rate level t times 10000 (exact), through the quality code a header stores."""
+    return model.config.level_code(vzformat.container.quality_code(quality))
+
+
 def rate_level(model: LoadedModel, quality: float) -> torch.Tensor:
-    """Quality 0..100 (as stored: hundredths) -> the continuous rate level t of the model."""
-    q = vzformat.container.quality_code(quality) / 10000.0
-    return torch.tensor([q * (model.config.levels - 1)], dtype=torch.float32)
+    """Quality 0..100 -> the continuous rate level t of the model, for the float transforms."""
+    return torch.tensor([level_code(model, quality) / 10000.0], dtype=torch.float32)
 
 
 def symbol_checksum(z_sym: np.ndarray, y_sym: np.ndarray) -> int:
@@ -80,9 +86,7 @@ def _z_index(model: LoadedModel, shape) -> torch.Tensor:
 def hyper_output(model: LoadedModel, z_sym: torch.Tensor, quality: float) -> torch.Tensor:
     """z symbols -> h_s's output (means and scales of y') in ACT_BITS fixed point, bit-identical on every
     machine (entropy/parameters.py). On the CPU, float64 holding integers."""
-    code = vzformat.container.quality_code(quality)
-    gain = quantized_gain(model.network.hyper_gain.log_inverse_gain.detach().cpu().numpy(), code,
-                          model.config.levels)
+    gain = quantized_gain(model.network.hyper_gain.log_inverse_gain.detach().cpu().numpy(), level_code(model, quality))
     return model.exact.hyper(z_sym, gain)
 
 
@@ -178,7 +182,7 @@ def encode_array(array: np.ndarray, mode: str = "RGB", quality: float = DEFAULT_
                          f"limit is {refine_limit / 1e6:g} MP, for memory); encode it without refinement")
     net, dev = model.network, _device(model)
     t = rate_level(model, quality).to(dev)
-    x = vzimage.pad(vzimage.to_tensor(array, dev), STRIDE_Z)
+    x = tensors.pad(tensors.to_tensor(array, dev), STRIDE_Z)
     y, z = net.analyse(x, t, tile=ENCODE_TILE)
     if refine:
         y, z = refine_latents(net, x, y, z, t, refine, height, width)
@@ -209,24 +213,26 @@ def encode_array(array: np.ndarray, mode: str = "RGB", quality: float = DEFAULT_
     return EncodeResult(data, width, height, bits, time.perf_counter() - start, clipped)
 
 
-def model_for(header: vzformat.VzHeader) -> LoadedModel:
-    model = load_model(header.model)
+def model_for(header: vzformat.VzHeader, model: LoadedModel | str | None = None) -> LoadedModel:
+    """The model a file needs: the one given (a loaded model, a name or a weights path), else the one its
+    header names, found by name and weights hash (zoo.find_weights). Raises ModelError in one line naming the
+    model, its hash and where its weights are."""
+    if model is None or isinstance(model, str):
+        return load_model(model or header.model, weights_hash=header.weights_hash)
     if model.weights_hash != header.weights_hash:
-        raise ModelError(f"this file was written with other weights of model {header.model!r} than the ones "
-                         "installed; decode it with the vaezip version that wrote it")
+        raise ModelError(f"this file needs model {header.model!r} with weights {header.weights_hash.hex()[:12]}…, "
+                         f"not {model.name!r} ({model.weights_hash.hex()[:12]}…)")
     return model
 
 
 @torch.inference_mode()
 @_ieee_float32()
-def decode_array(data: bytes, model: LoadedModel | None = None,
+def decode_array(data: bytes, model: LoadedModel | str | None = None,
                  max_pixels: int | None = vzimage.MAX_PIXELS) -> tuple[np.ndarray, vzformat.VzHeader]:
-    """.vz bytes -> (HxWx3 uint8, header). Raises FormatError / ModelError."""
+    """.vz bytes -> (HxWx3 uint8, header). ``model``: the model to decode with (None: the one the header
+    names). Raises FormatError / ModelError."""
     header, sections = vzformat.parse(data, max_pixels)
-    if model is None:
-        model = model_for(header)
-    elif model.weights_hash != header.weights_hash:
-        raise ModelError(f"this file needs model {header.model!r} with other weights than the one given")
+    model = model_for(header, model)
     needed = (SECTION_Z, *y_sections(model))
     for kind in needed:
         if kind not in sections:
@@ -254,4 +260,4 @@ def decode_array(data: bytes, model: LoadedModel | None = None,
                                   "computed different probabilities than the one that wrote the file")
     y_hat = (y_sym.float() + mean).to(dev)
     x_hat = net.synthesise(y_hat, t, tile=DECODE_TILE)[..., : header.height, : header.width]
-    return vzimage.from_tensor(x_hat), header
+    return tensors.from_tensor(x_hat), header

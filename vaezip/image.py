@@ -1,4 +1,4 @@
-"""The only user of Pillow: image files <-> uint8 arrays <-> float tensors, padding and cropping."""
+"""The only user of Pillow: image files and PIL images <-> uint8 arrays (no torch: tensors.py takes it from here)."""
 from __future__ import annotations
 
 import io
@@ -7,9 +7,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torch.nn import functional as F
 
 from .errors import ImageError
 
@@ -121,22 +119,3 @@ def save(img: Image.Image, path: Path) -> bytes:
     except (OSError, KeyError, ValueError) as e:
         raise ImageError(f"{path}: cannot write {fmt} ({e}); use a .png output") from None
     return buf.getvalue()
-
-
-def to_tensor(array: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """HxWx3 uint8 -> 1x3xHxW float in [0, 1]."""
-    return torch.from_numpy(np.array(array, dtype=np.uint8)).to(device).permute(2, 0, 1)[None].float().div_(255.0)
-
-
-def from_tensor(x: torch.Tensor) -> np.ndarray:
-    """1x3xHxW float -> HxWx3 uint8, rounded and clipped."""
-    return x[0].clamp(0, 1).mul_(255.0).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-
-
-def pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Replicate-pad bottom and right to a multiple of ``multiple`` (the decoder crops it back)."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph == 0 and pw == 0:
-        return x
-    return F.pad(x, (0, pw, 0, ph), mode="replicate")

@@ -4,8 +4,8 @@ The analysis transform is amortised inference: one network proposes the latents 
 leaves an amortisation gap (Cremer et al. 2018). For the image at hand the encoder can close part of it
 by minimising the model's own rate–distortion loss over the latents y' and z', the decoder fixed
 (Campos et al. 2019, "Content adaptive optimization for neural image compression"; Yang, Bamler & Mandt
-2020, "Improving inference for neural image compression"). The loss is the training loss at the image's
-rate level: additive noise for the rate, rounding with a straight-through gradient into the synthesis.
+2020, "Improving inference for neural image compression"). The loss is the training loss (models.rd_loss) at the
+image's rate level: additive noise for the rate, rounding with a straight-through gradient into the synthesis.
 The file format and the decoder are unchanged: every decoder decodes refined files. The rate is the
 hyperprior's alone (for a checkerboard model too, whose context would only lower it further), and the
 coder's exact integer parameters are not involved: refinement only moves the latents that the ordinary
@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .entropy import quantize
-from .entropy.priors import gaussian_likelihood
-from .models import MeanScaleHyperprior
+from .models import MeanScaleHyperprior, rd_loss
 
 #: Adam's step size on the latents, decayed linearly to zero over the steps.
 REFINE_LR = 1e-2
@@ -55,12 +53,7 @@ def refine_latents(net: MeanScaleHyperprior, x: torch.Tensor, y: torch.Tensor, z
         for i in range(steps):
             for group in opt.param_groups:
                 group["lr"] = REFINE_LR * (1 - i / steps)
-            mean, scale = net.hyper_parameters(quantize.round_ste(z), t)
-            y_hat = quantize.round_ste(y - mean) + mean
-            x_hat = net.synthesise(y_hat, t)[..., :height, :width]
-            bits = -(gaussian_likelihood(quantize.noisy(y, gen) - mean, scale).log2().sum()
-                     + net.z_prior.likelihood(quantize.noisy(z, gen)).log2().sum())
-            loss = lam * 255**2 * torch.mean((x_hat - target) ** 2) + bits / (height * width)
+            loss, _, _ = rd_loss(net.from_latents(y, z, t, gen), target, lam)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -104,7 +104,7 @@ def vaezip_codec(model: str | None = None, weights: str | None = None, refine: i
 
     import vaezip
     from vaezip.codec import decode_array, encode_array
-    from vaezip.zoo import load_file
+    from vaezip.zoo.loader import load_file
 
     torch.set_num_threads(1)
     loaded = load_file(weights) if weights else vaezip.load_model(model or vaezip.DEFAULT_MODEL, "cpu")

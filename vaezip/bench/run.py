@@ -1,6 +1,7 @@
 """Run codecs over a folder of images, cache every (codec, setting, image) record so an interrupted run
-resumes, then average as the field does (mean of per-image values at each setting), compute
-Bjøntegaard deltas against an anchor, and write JSON, Markdown and an RD plot.
+resumes, and store each codec's results as ``<out>/<curve>.json`` (every image at every setting, and the
+mean over the images at each setting, as the field averages). Then compute Bjøntegaard deltas of every curve
+stored there against an anchor, and write ``summary.md`` and an RD plot.
 
 Each codec runs in a child process of its own, so that its peak resident memory can be reported.
 """
@@ -21,7 +22,7 @@ import numpy as np
 from ..image import IMAGE_SUFFIXES, load_rgb_array
 from . import codecs as codec_registry
 from .bd import bd_quality, bd_rate
-from .metrics import ms_ssim, psnr
+from ..metrics import ms_ssim, psnr
 
 
 def cpu_name() -> str:
@@ -137,7 +138,16 @@ def _load_cache(path: Path) -> tuple[dict, dict]:
     return cache, peak
 
 
+def curve_name(key: str, meta: dict) -> str:
+    """The file a curve is stored in (``<out>/<name>.json``): the codec's key, or vaezip's model name."""
+    if key.startswith("vaezip"):
+        return meta["options"]["model"] + ("-refine" if key == "vaezip-refine" else "")
+    return key
+
+
 def run(cfg: BenchConfig, log=print, progress=None) -> dict:
+    """Measure every codec of ``cfg`` on the images (resuming from ``<out>/cache.jsonl``), write one
+    ``<out>/<curve>.json`` per codec, then summarise every curve stored in ``<out>``."""
     files = image_list(cfg.images, cfg.limit)
     if not files:
         raise FileNotFoundError(f"{cfg.images}: no images to benchmark")
@@ -145,27 +155,23 @@ def run(cfg: BenchConfig, log=print, progress=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     cache_path = out / "cache.jsonl"
     cache, peak = _load_cache(cache_path)
-    info, skipped = {}, {}
+    skipped = {}
     ctx = mp.get_context("spawn")
     with cache_path.open("a") as cache_file:
         for key in cfg.codecs:
             # A worker with nothing to do reports the codec's description, or why it is unavailable.
             messages = _messages(ctx, key, cfg, [])
-            kind, payload = next(messages)
+            kind, meta = next(messages)
             messages.close()  # joins the worker
             if kind == "unavailable":
-                skipped[key] = payload
-                log(f"skipped {key}: {payload}")
+                skipped[key] = meta
+                log(f"skipped {key}: {meta}")
                 continue
-            info[key] = payload
-            ident = payload["id"] = f"{key}|{payload['version']}"  # new weights or versions are measured anew
-            todo = [(float(s), str(f)) for s in payload["settings"] for f in files
+            ident = meta["id"] = f"{key}|{meta['version']}"  # new weights or versions are measured anew
+            todo = [(float(s), str(f)) for s in meta["settings"] for f in files
                     if (ident, float(s), f.name) not in cache]
-            if not todo:
-                log(f"{payload['name']}: all {len(files) * len(payload['settings'])} results cached")
-                continue
-            bar = progress(length=len(todo), label=f"{payload['name']:>16}") if progress else None
-            for kind, payload in _messages(ctx, key, cfg, todo):
+            bar = progress(length=len(todo), label=f"{meta['name']:>16}") if progress and todo else None
+            for kind, payload in _messages(ctx, key, cfg, todo) if todo else ():
                 if kind == "done":
                     peak[ident] = payload
                     cache_file.write(json.dumps({"codec": ident, "peak_rss_mb": payload}) + "\n")
@@ -179,7 +185,10 @@ def run(cfg: BenchConfig, log=print, progress=None) -> dict:
                         bar.update(1)
             if bar:
                 bar.render_finish()
-    result = summarise(cfg, files, cache, info, skipped, peak)
+            curve = measured_curve(key, meta, files, cache, peak.get(ident), cfg.images)
+            (out / f"{curve_name(key, meta)}.json").write_text(json.dumps(curve, indent=1, allow_nan=True) + "\n")
+    result = summarise(load_curves(out), cfg.anchor, cfg.reference, cfg.rate_range)
+    result["skipped"] = skipped
     write_reports(result, out)
     return result
 
@@ -193,39 +202,53 @@ def _msssim_db(v: float) -> float:
     return -10 * math.log10(1 - v) if v < 1 else math.inf
 
 
-def summarise(cfg: BenchConfig, files, cache, info, skipped, peak) -> dict:
+METRICS = ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s")
+
+
+def measured_curve(key: str, meta: dict, files, cache: dict, peak_rss_mb: float | None, images: str) -> dict:
+    """One codec's results on a folder: every image at every setting, and the mean curve over the images
+    (settings measured on every image only)."""
     names = [f.name for f in files]
-    curves = {}
-    for key, meta in info.items():
-        points = []
-        for s in meta["settings"]:
-            recs = [cache.get((meta["id"], float(s), n)) for n in names]
-            if any(r is None for r in recs):
-                continue
-            points.append({"setting": s, **{m: _mean(r[m] for r in recs)
-                                            for m in ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s")}})
-        points.sort(key=lambda p: p["bpp"])
-        curves[key] = {**meta, "peak_rss_mb": peak.get(meta["id"]), "points": points}
-    reference = {}
-    if cfg.reference:
-        ref = json.loads(Path(cfg.reference).read_text())
-        reference = {k: v for k, v in ref["curves"].items()}
+    per_image = {n: [{"setting": s, **{m: cache[(meta["id"], float(s), n)][m] for m in METRICS}}
+                     for s in meta["settings"] if (meta["id"], float(s), n) in cache] for n in names}
+    points = []
+    for s in meta["settings"]:
+        recs = [cache.get((meta["id"], float(s), n)) for n in names]
+        if all(r is not None for r in recs):
+            points.append({"setting": s, **{m: _mean(r[m] for r in recs) for m in METRICS}})
+    points.sort(key=lambda p: p["bpp"])
+    return {"codec": key, **{k: v for k, v in meta.items() if k != "id"}, "dataset": Path(images).name,
+            "image_count": len(names), "cpu": cpu_name(), "threads": 1, "python": platform.python_version(),
+            "peak_rss_mb": peak_rss_mb, "points": points, "per_image": per_image}
+
+
+def load_curves(folder: str | Path) -> dict[str, dict]:
+    """name -> curve of every ``<name>.json`` a bench run stored in ``folder``."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))}
+
+
+def _curve_xy(points) -> tuple[list, list, list]:
+    return [p["bpp"] for p in points], [p["psnr"] for p in points], [_msssim_db(p["ms_ssim"]) for p in points]
+
+
+def summarise(curves: dict[str, dict], anchor: str = "heic", reference: str | None = None,
+              rate_range: tuple[float, float] = (0.1, 1.5)) -> dict:
+    """BD-rates of every curve (and of published reference curves) against the anchor's: over the whole
+    range both cover, within ``rate_range``, as BD-PSNR, and on MS-SSIM."""
+    ref = json.loads(Path(reference).read_text())["curves"] if reference else {}
     bd = {}
-    if cfg.anchor in curves:
-        a = curves[cfg.anchor]["points"]
-        ar, ap, am = ([p["bpp"] for p in a], [p["psnr"] for p in a], [_msssim_db(p["ms_ssim"]) for p in a])
-        every = {k: ([p["bpp"] for p in c["points"]], [p["psnr"] for p in c["points"]],
-                     [_msssim_db(p["ms_ssim"]) for p in c["points"]]) for k, c in curves.items()}
-        every.update({f"ref:{k}": (v["bpp"], v["psnr"], [_msssim_db(x) for x in v["ms-ssim"]])
-                      for k, v in reference.items()})
+    if anchor in curves:
+        ar, ap, am = _curve_xy(curves[anchor]["points"])
+        every = {k: _curve_xy(c["points"]) for k, c in curves.items()}
+        every.update({f"ref:{k}": (v["bpp"], v["psnr"], [_msssim_db(x) for x in v["ms-ssim"]]) for k, v in ref.items()})
         for k, (r, p, m) in every.items():
             bd[k] = {"bd_rate_psnr": bd_rate(ar, ap, r, p), "bd_psnr_db": bd_quality(ar, ap, r, p),
-                     "bd_rate_psnr_in_range": bd_rate(ar, ap, r, p, cfg.rate_range),
+                     "bd_rate_psnr_in_range": bd_rate(ar, ap, r, p, rate_range),
                      "bd_rate_ms_ssim": bd_rate(ar, am, r, m)}
-    return {"images": cfg.images, "image_count": len(files), "anchor": cfg.anchor,
-            "rate_range_bpp": list(cfg.rate_range), "python": platform.python_version(),
-            "machine": platform.machine(), "cpu": cpu_name(), "curves": curves, "skipped": skipped,
-            "reference": reference, "reference_source": cfg.reference, "bd": bd}
+    first = next(iter(curves.values()), {})
+    return {"dataset": first.get("dataset"), "image_count": first.get("image_count"), "anchor": anchor,
+            "rate_range_bpp": list(rate_range), "cpu": first.get("cpu"), "curves": curves, "skipped": {},
+            "reference": ref, "reference_source": reference, "bd": bd}
 
 
 def _fmt(v: float, spec: str) -> str:
@@ -235,7 +258,7 @@ def _fmt(v: float, spec: str) -> str:
 def markdown(result: dict) -> str:
     lo, hi = result["rate_range_bpp"]
     anchor = result["anchor"]
-    lines = [f"Images: {result['image_count']} from `{Path(result['images']).name}`; anchor: {anchor}; "
+    lines = [f"Images: {result['image_count']} from `{result['dataset']}`; anchor: {anchor}; "
              "BD figures are negative where a codec needs fewer bits than the anchor; seconds on one thread of "
              f"{result.get('cpu', 'an unrecorded CPU')}.", "",
              f"| codec | BD-rate PSNR | BD-rate PSNR {lo}–{hi} bpp | BD-PSNR (dB) | BD-rate MS-SSIM | "
@@ -279,20 +302,20 @@ def plot(result: dict, path: Path) -> None:
         axes[0].plot(v["bpp"], v["psnr"], ls="--", lw=1, label=f"{key} (published)")
         axes[1].plot(v["bpp"], [_msssim_db(x) for x in v["ms-ssim"]], ls="--", lw=1, label=f"{key} (published)")
     for ax, ylabel in zip(axes, ("PSNR-RGB (dB)", "MS-SSIM (dB, -10 log10(1 - MS-SSIM))")):
-        ax.set_xlim(0, 2.0)
+        ax.set_xlim(0, 3.0)
         ax.set_xlabel("bits per pixel")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-    axes[0].set_ylim(22, 42)
+    axes[0].set_ylim(22, 44)
     axes[1].set_ylim(6, 24)
     axes[0].legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"Rate–distortion on {result['image_count']} images ({Path(result['images']).name})")
+    fig.suptitle(f"Rate–distortion on {result['image_count']} images ({result['dataset']})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def write_reports(result: dict, out: Path) -> None:
-    (out / "results.json").write_text(json.dumps(result, indent=1, allow_nan=True))
-    (out / "results.md").write_text(markdown(result))
+    """``<out>/summary.md`` and ``<out>/rd.png`` from a summary."""
+    (out / "summary.md").write_text(markdown(result))
     plot(result, out / "rd.png")

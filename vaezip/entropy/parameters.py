@@ -50,12 +50,13 @@ def exact_exp(x: float) -> float:
     return math.ldexp(total, k)  # exact scaling by 2^k
 
 
-def quantized_gain(log_gain: np.ndarray, quality_code: int, levels: int) -> np.ndarray:
-    """Per-channel gain at a quality code (hundredths, 0..10000), in ACT_BITS fixed point (int64).
+def quantized_gain(log_gain: np.ndarray, level_code: int) -> np.ndarray:
+    """Per-channel gain of a (levels, C) log-gain table at the rate level t = level_code / 10000 (an exact
+    integer: ModelConfig.level_code), in ACT_BITS fixed point (int64).
 
     The same exponential interpolation as GainUnits, computed in Python floats (no vectorised libm)."""
-    pos = quality_code * (levels - 1)  # t * 10000, an exact integer
-    lo = min(pos // 10000, levels - 2)
+    pos = level_code
+    lo = min(pos // 10000, log_gain.shape[0] - 2)
     w = (pos - lo * 10000) / 10000
     rows = log_gain.astype(np.float64)
     out = [math.floor(exact_exp(float(a) * (1 - w) + float(b) * w) * 2**ACT_BITS + 0.5)

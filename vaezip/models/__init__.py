@@ -1,7 +1,7 @@
 """Model classes. Each has ``forward`` for training; coding lives in codec.py on top of the model's
 ``analyse`` / ``hyper_synthesis`` / ``synthesise`` steps (and ``refine`` for context models)."""
 from .checkerboard import CheckerboardHyperprior
-from .hyperprior import MeanScaleHyperprior, ModelConfig, RDOutput
+from .hyperprior import MeanScaleHyperprior, ModelConfig, RDOutput, rd_loss
 
 #: ModelConfig.arch -> class. A weights file names its architecture; nothing is guessed from shapes.
 ARCHITECTURES = {"msh-gain": MeanScaleHyperprior, "msh-gain-cb": CheckerboardHyperprior}
@@ -16,4 +16,4 @@ def build_model(config: ModelConfig) -> MeanScaleHyperprior:
 
 
 __all__ = ["ARCHITECTURES", "CheckerboardHyperprior", "MeanScaleHyperprior", "ModelConfig", "RDOutput",
-           "build_model"]
+           "build_model", "rd_loss"]

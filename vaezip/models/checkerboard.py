@@ -66,9 +66,9 @@ class CheckerboardHyperprior(MeanScaleHyperprior):
             context = h.new_zeros(h.shape[0], self.config.m, *h.shape[2:])
         return h + self.entropy_parameters(torch.cat([h, context], dim=1))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> RDOutput:
-        y, z = self.analyse(x, t)
-        z_likelihood = self.z_prior.likelihood(quantize.noisy(z))
+    def from_latents(self, y: torch.Tensor, z: torch.Tensor, t: torch.Tensor,
+                     noise: torch.Generator | None = None) -> RDOutput:
+        z_likelihood = self.z_prior.likelihood(quantize.noisy(z, noise))
         h = self.hyper_synthesis(quantize.round_ste(z), t)
         anchor = anchor_mask(*y.shape[2:], device=y.device)
         params_a = self.refine(h, None)
@@ -76,6 +76,6 @@ class CheckerboardHyperprior(MeanScaleHyperprior):
         y_anchor = torch.where(anchor, quantize.round_ste(y - mean_a) + mean_a, torch.zeros_like(y))
         params_n = self.refine(h, self.context_prediction(y_anchor))
         mean, scale = torch.where(anchor, params_a, params_n).chunk(2, dim=1)
-        y_likelihood = gaussian_likelihood(quantize.noisy(y) - mean, scale)
+        y_likelihood = gaussian_likelihood(quantize.noisy(y, noise) - mean, scale)
         y_hat = quantize.round_ste(y - mean) + mean
         return RDOutput(self.synthesise(y_hat, t), y_likelihood, z_likelihood)

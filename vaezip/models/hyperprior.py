@@ -83,6 +83,13 @@ class ModelConfig:
         step = math.log(self.lambda_max / self.lambda_min) / (self.levels - 1)
         return dataclasses.replace(self, levels=levels, lambda_max=self.lambda_min * math.exp(step * (levels - 1)))
 
+    def level_code(self, quality_code: int) -> int:
+        """The one place where quality becomes a rate level: a quality code (hundredths of quality 0..100, as
+        a .vz header stores it) -> the level t times 10000, an exact integer (the encoder's and decoder's exact
+        gains are interpolated at it). Quality maps linearly onto [0, levels - 1]; each model keeps its own
+        map, so a file's quality keeps its meaning under the model that wrote it."""
+        return quality_code * (self.levels - 1)
+
     def lam(self, t: torch.Tensor) -> torch.Tensor:
         """lambda at level t, log-linear between lambda_min (t=0) and lambda_max (t=levels-1)."""
         frac = t / (self.levels - 1)
@@ -94,6 +101,22 @@ class RDOutput:
     x_hat: torch.Tensor
     y_likelihood: torch.Tensor
     z_likelihood: torch.Tensor
+
+
+def rd_loss(out: RDOutput, x: torch.Tensor, lam: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The one rate–distortion loss, for training and for encode-time refinement: per sample
+    lambda * 255^2 * MSE(x, x_hat) + bits / pixels, averaged over the batch. As a VAE's negative ELBO: the rate
+    is the KL term (the cross-entropy of the noisy latents under the prior), the MSE the likelihood term, and
+    lambda their trade-off (Balle et al. 2018). x_hat is cropped to x's size (the model sees padded inputs).
+
+    Returns:
+        (loss, bpp per sample, MSE per sample), the MSE on values in [0, 1].
+    """
+    height, width = x.shape[-2:]
+    bits = -(out.y_likelihood.log2().sum(dim=(1, 2, 3)) + out.z_likelihood.log2().sum(dim=(1, 2, 3)))
+    bpp = bits / (height * width)
+    mse = (out.x_hat[..., :height, :width].float() - x).pow(2).mean(dim=(1, 2, 3))
+    return (lam * 255**2 * mse + bpp).mean(), bpp, mse
 
 
 class MeanScaleHyperprior(nn.Module):
@@ -149,9 +172,15 @@ class MeanScaleHyperprior(nn.Module):
 
     # -- training ----------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> RDOutput:
-        y, z = self.analyse(x, t)
-        z_likelihood = self.z_prior.likelihood(quantize.noisy(z))
+        return self.from_latents(*self.analyse(x, t), t)
+
+    def from_latents(self, y: torch.Tensor, z: torch.Tensor, t: torch.Tensor,
+                     noise: torch.Generator | None = None) -> RDOutput:
+        """The training path from the gained latents (y', z'): additive uniform noise for the rate (the
+        posterior's reparameterised sample), rounding with a straight-through gradient into g_s and h_s.
+        Encode-time refinement (refine.py) optimises y' and z' through it."""
+        z_likelihood = self.z_prior.likelihood(quantize.noisy(z, noise))
         mean, scale = self.hyper_parameters(quantize.round_ste(z), t)
-        y_likelihood = gaussian_likelihood(quantize.noisy(y) - mean, scale)
+        y_likelihood = gaussian_likelihood(quantize.noisy(y, noise) - mean, scale)
         y_hat = quantize.round_ste(y - mean) + mean
         return RDOutput(self.synthesise(y_hat, t), y_likelihood, z_likelihood)

@@ -7,12 +7,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..errors import VaezipError
+from ..errors import DatasetError, VaezipError
 from ..image import IMAGE_SUFFIXES, load_rgb_array
-
-
-class DatasetError(VaezipError):
-    pass
 
 
 def image_files(folder: str | Path) -> list[Path]:

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
+import shutil
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from .. import zoo
+from ..errors import CheckpointError, ModelError
 from ..models import ModelConfig, build_model
-from ..zoo import freeze, save_file
-from .loop import CheckpointError, load_checkpoint
+from ..zoo.loader import freeze, save_file
+from .checkpoint import load_checkpoint
 
 
 def average_weights(states: list[dict]) -> dict:
@@ -71,3 +77,42 @@ def export(checkpoint: str | Path | Sequence[str | Path], output: str | Path, na
     save_file(tmp, network, frozen.z_coder, frozen.y_coder, frozen.scale_thresholds, meta)
     tmp.replace(output)
     return hashlib.sha256(output.read_bytes()).hexdigest()
+
+
+def _last_commit(path: Path) -> str:
+    """The git commit that last held ``path`` (where an archived model's weights stay), or "" outside git."""
+    try:
+        out = subprocess.run(["git", "log", "-1", "--format=%H", "--", path.name], cwd=path.parent,
+                             capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return f"git:{out}:{path.relative_to(Path(zoo.__file__).parents[2]).as_posix()}" if out else ""
+
+
+def release(weights: str | Path, status: str, manifest: Path = zoo.MANIFEST) -> zoo.ZooEntry:
+    """Install an exported weights file in the package as a release: copied to zoo/weights/<name>.npz and
+    recorded in the manifest (zoo.record_release: a new default keeps the old one installed as
+    ``supported``; a new fast model archives the old one, whose weights stay in git history)."""
+    if status not in zoo.INSTALLED:
+        raise ModelError(f"--release {status!r}: choose one of {', '.join(zoo.INSTALLED)}")
+    weights = Path(weights)
+    with np.load(weights, allow_pickle=False) as arrays:
+        meta = json.loads(bytes(arrays["meta.json"]).decode())
+        config = json.loads(bytes(arrays["config.json"]).decode())
+    name = meta["name"]
+    entries = zoo.read_manifest(manifest)
+    if name in entries and entries[name].sha256 != zoo.file_sha256(weights):
+        raise ModelError(f"model {name!r} was released with other weights; export these under a new name")
+    target = manifest.with_name("weights") / f"{name}.npz"
+    if weights.resolve() != target.resolve():
+        shutil.copyfile(weights, target)
+    entry = zoo.ZooEntry(name=name, sha256=zoo.file_sha256(target), status=status,
+                         description=zoo.describe(config), cpu_hours=float(meta.get("cpu_hours", 0.0)),
+                         file_bytes=target.stat().st_size)
+    old_fast = [e for e in entries.values() if e.status == "fast" and e.name != name and status == "fast"]
+    source = _last_commit(zoo.weights_path(old_fast[0])) if old_fast else ""
+    updated = zoo.record_release(entries, entry, archived_source=source)
+    for e in old_fast:  # archived: no longer in the package
+        zoo.weights_path(e).unlink(missing_ok=True)
+    zoo.write_manifest(updated, manifest)
+    return entry

@@ -43,7 +43,7 @@ import math
 import torch
 from torch import nn
 
-from ..errors import VaezipError
+from ..errors import GrowError
 from ..models import MeanScaleHyperprior, ModelConfig, build_model
 from ..nn.transforms import ResidualBlock
 
@@ -51,10 +51,6 @@ from ..nn.transforms import ResidualBlock
 NEW_FILTER_SCALE = 0.01
 #: Architecture changes that keep what the source computes: (source arch, target arch).
 GROWABLE_ARCHS = {("msh-gain", "msh-gain"), ("msh-gain", "msh-gain-cb"), ("msh-gain-cb", "msh-gain-cb")}
-
-
-class GrowError(VaezipError):
-    pass
 
 
 def hyper_hidden(config: ModelConfig) -> int:
