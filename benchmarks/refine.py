@@ -4,9 +4,9 @@ two curves, seconds per image and the process's peak memory.
 
     python benchmarks/refine.py [--images DIR] [--every K] [--steps 0,20] [--qualities 0,25,50,75,100]
 
-DIR defaults to $VAEZIP_KODAK, else ../shared/datasets/kodak (every K-th image, sorted by name); with
-``--heldout`` the photos of scikit-image instead (benchmarks/heldout.py). One thread, CPU. The step size
-and schedule were chosen on training photos, never on Kodak.
+DIR defaults to $VAEZIP_KODAK, else ../shared/datasets/kodak (every K-th image, sorted by name); pass
+``--images ../shared/datasets/photos`` for the modern photographs. One thread, CPU. The step size and
+schedule were chosen on training photos, never on Kodak or photos/.
 """
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ import argparse
 import json
 import os
 import resource
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +34,6 @@ def peak_mb() -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", default=os.environ.get("VAEZIP_KODAK", "../shared/datasets/kodak"))
-    ap.add_argument("--heldout", action="store_true", help="scikit-image's photos instead of --images")
     ap.add_argument("--every", type=int, default=1)
     ap.add_argument("--model", default=vaezip.DEFAULT_MODEL)
     ap.add_argument("--steps", default="0,20")
@@ -45,16 +42,11 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     model = vaezip.load_model(args.model, "cpu")
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(args.images)
-        if args.heldout:
-            from heldout import write_photos
-            folder = Path(tmp)
-            write_photos(folder)
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".ppm"))[::args.every]
-        if not files:
-            raise SystemExit(f"no images in {folder}; pass --images or set VAEZIP_KODAK")
-        images = [(f.name, *load(f)) for f in files]
+    folder = Path(args.images)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".ppm"))[::args.every]
+    if not files:
+        raise SystemExit(f"no images in {folder}; pass --images or set VAEZIP_KODAK")
+    images = [(f.name, *load(f)) for f in files]
     steps_list = [int(s) for s in args.steps.split(",")]
     qualities = [float(q) for q in args.qualities.split(",")]
     curves = {}
@@ -81,7 +73,7 @@ def main() -> None:
         rate, quality = bd_rate(*args_bd), bd_quality(*args_bd)
         curves[str(steps)].update(bd_rate_vs_first=rate, bd_psnr_vs_first=quality)
         print(f"steps {steps} against {steps_list[0]}: BD-rate {rate:+.2f} %, BD-PSNR {quality:+.3f} dB")
-    out = {"model": model.name, "images": [n for n, *_ in images], "source": "heldout" if args.heldout else str(folder),
+    out = {"model": model.name, "images": [n for n, *_ in images], "source": str(folder),
            "refine_lr": REFINE_LR, "threads": 1, "curves": curves}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))

@@ -9,7 +9,8 @@ vaezip model; each holds every image at every setting). From them this script wr
 * ``docs/results.md``: per dataset, the default model against every codec (BD-rate over the range both cover
   and that range), its per-quality table (bpp, PSNR, seconds, and how many more bits than HEIC it needs at
   that PSNR), its per-image BD-rates, and every installed model side by side;
-* the block between ``<!-- results:begin -->`` and ``<!-- results:end -->`` in README.md;
+* the blocks between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` in README.md (the headline table) and
+  docs/models.md (the installed models' figures, the archived models);
 * the measured figures of each installed model in ``vaezip/zoo/manifest.json`` (``vaezip models`` shows them).
 
 ``--check`` writes nothing and fails if any of those would change (the figures quoted are the stored ones).
@@ -30,7 +31,14 @@ ROOT = Path(__file__).resolve().parents[1]
 REFERENCES = {"kodak": ROOT / "benchmarks" / "reference" / "compressai-kodak.json"}
 DATASETS = {"kodak": "Kodak (24 images, 768x512)", "photos": "photos/ (12 modern photographs, about 1.1 MP)"}
 CLASSICAL = ("heic", "avif", "jpegxl", "webp", "jpeg2000", "jpeg")
-BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+def replace_block(text: str, name: str, content: str) -> str:
+    """``text`` with what stands between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` replaced."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    if begin not in text or end not in text:
+        raise SystemExit(f"no {begin} ... {end} block to fill")
+    head, rest = text.split(begin, 1)
+    return f"{head}{begin}\n{content}\n{end}{rest.split(end, 1)[1]}"
 
 
 def _xy(points) -> tuple[list[float], list[float]]:
@@ -141,13 +149,18 @@ def readme_block(headlines: dict[str, dict], model: str) -> str:
     names = {"heic": "HEIC", "avif": "AVIF", "jpegxl": "JPEG XL", "webp": "WebP", "jpeg2000": "JPEG 2000",
              "jpeg": "JPEG", "ref:mbt2018-mean": "mbt2018-mean (CompressAI, published)"}
     datasets = list(headlines)
-    lines = [BEGIN, f"| {model} against | " + " | ".join(DATASETS.get(d, d).split(" (")[0] for d in datasets) + " |",
+    lines = [f"| {model} against | " + " | ".join(DATASETS.get(d, d).split(" (")[0] for d in datasets) + " |",
              "|---|" + "---|" * len(datasets)]
     for key, label in names.items():
         if any(key in headlines[d] for d in datasets):
             lines.append(f"| {label} | " + " | ".join(_pct(headlines[d].get(key, math.nan)) for d in datasets) + " |")
-    lines.append(END)
     return "\n".join(lines)
+
+
+def archived_table() -> str:
+    rows = ["| model | CPU-hours | weights SHA-256 |", "|---|---|---|"]
+    rows += [f"| {e.name} | {e.cpu_hours:.2f} | {e.sha256} |" for e in zoo.REGISTRY.values() if e.status == "archived"]
+    return "\n".join(rows)
 
 
 def build(results: Path, model: str) -> tuple[dict[Path, str], dict[str, dict]]:
@@ -167,10 +180,9 @@ def build(results: Path, model: str) -> tuple[dict[Path, str], dict[str, dict]]:
     section, figures = models_section(by_dataset)
     docs += section
     out[ROOT / "docs" / "results.md"] = "\n".join(docs)
-    readme = (ROOT / "README.md").read_text()
-    if BEGIN in readme and END in readme:
-        head, rest = readme.split(BEGIN, 1)
-        out[ROOT / "README.md"] = head + readme_block(headlines, model) + rest.split(END, 1)[1]
+    out[ROOT / "README.md"] = replace_block((ROOT / "README.md").read_text(), "results", readme_block(headlines, model))
+    cards = replace_block((ROOT / "docs" / "models.md").read_text(), "results", "\n".join(section[2:]).strip())
+    out[ROOT / "docs" / "models.md"] = replace_block(cards, "archived", archived_table())
     entries = zoo.read_manifest()
     for name, fig in figures.items():
         entries[name] = zoo.ZooEntry(**{**entries[name].__dict__, "figures": fig})

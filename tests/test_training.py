@@ -70,6 +70,29 @@ def test_train_resume_export_and_code(data_dir, tmp_path):
     assert dec.shape == img.shape
 
 
+def test_export_release_installs_the_weights_and_writes_the_manifest(data_dir, tmp_path):
+    """vaezip export --release: the weights land beside the manifest, which records them (and keeps the former
+    default installed); the same name cannot be released with other weights."""
+    from vaezip import zoo as registry
+    from vaezip.errors import ModelError
+    from vaezip.training.export import release
+
+    manifest = tmp_path / "zoo" / "manifest.json"
+    (tmp_path / "zoo" / "weights").mkdir(parents=True)
+    registry.write_manifest(registry.read_manifest(), manifest)
+    train(cfg(data_dir, tmp_path / "run", 2), TINY, log=lambda *_: None)
+    digest = export(tmp_path / "run" / "checkpoint.pt", tmp_path / "tiny.npz", "tiny-r9")
+    entry = release(tmp_path / "tiny.npz", "default", manifest)
+    assert entry.sha256 == digest and (tmp_path / "zoo" / "weights" / "tiny-r9.npz").read_bytes() == (
+        tmp_path / "tiny.npz").read_bytes()
+    after = registry.read_manifest(manifest)
+    assert after["tiny-r9"].status == "default" and after[registry.DEFAULT_MODEL].status == "supported"
+    assert "N=8 M=12, 3 rate levels" in after["tiny-r9"].description
+    export(tmp_path / "run" / "checkpoint.pt", tmp_path / "raw.npz", "tiny-r9", use_ema=False)
+    with pytest.raises(ModelError, match="released with other weights"):
+        release(tmp_path / "raw.npz", "default", manifest)
+
+
 def test_export_averages_branches_of_one_run(data_dir, tmp_path):
     """`vaezip export A B`: the weights are the mean of the branches', the file says so, and checkpoints of
     different architectures are refused with one line, no file written."""

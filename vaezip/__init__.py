@@ -8,13 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import DecodeMismatchError, FormatError, ImageError, InputError, ModelError, OutputError, VaezipError
-from .format import VzHeader
+from .format import DEFAULT_QUALITY, VzHeader
 from .image import MAX_PIXELS as _MAX_PIXELS
 from .zoo import DEFAULT_MODEL, FAST_MODEL, REGISTRY
 
 __version__ = "1.0.0"
-#: Quality of ``compress`` when none is given.
-DEFAULT_QUALITY = 75.0
 
 
 def compress(image, quality: float = DEFAULT_QUALITY, model: str = DEFAULT_MODEL, refine: int = 0) -> bytes:

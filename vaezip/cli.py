@@ -108,8 +108,8 @@ def main() -> None:
                    "Decoding is unchanged.")
 def compress(inputs, quality, output, model, force, verify, refine):
     """Compress images to .vz files."""
-    from . import DEFAULT_QUALITY
     from .codec import decode_array, encode_array
+    from .format import DEFAULT_QUALITY
     from .zoo import DEFAULT_MODEL
     from .zoo.loader import load_model
 

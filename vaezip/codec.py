@@ -22,13 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import DEFAULT_QUALITY
 from . import format as vzformat
 from . import image as vzimage
 from . import tensors
 from .entropy.parameters import ACT_BITS, quantized_gain, scale_index_exact
 from .errors import DecodeMismatchError, FormatError, ImageError, ModelError
-from .format.container import SECTION_NAMES, SECTION_Y, SECTION_Y2, SECTION_Z
+from .format.container import DEFAULT_QUALITY, SECTION_NAMES, SECTION_Y, SECTION_Y2, SECTION_Z
 from .models.checkerboard import anchor_mask
 from .models.hyperprior import STRIDE_Z
 from .refine import refine_latents, refine_max_pixels

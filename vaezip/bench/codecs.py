@@ -83,7 +83,7 @@ def heic() -> Codec:
     pillow_heif.register_heif_opener()
     info = pillow_heif.libheif_info()
     version = f"libheif {info.get('libheif')}, {info.get('HEIF')} (pillow-heif {pillow_heif.__version__})"
-    return _pil_codec("HEIC", "HEIF", [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60], version, {"chroma": 420},
+    return _pil_codec("HEIC", "HEIF", [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 70, 80, 90], version, {"chroma": 420},
                       lambda q: {"quality": int(q)})
 
 
@@ -93,7 +93,7 @@ def jpegxl() -> Codec:
     except ImportError:
         raise CodecUnavailable("pillow-jxl-plugin is not installed (pip install 'vaezip[bench]')") from None
     version = f"libjxl (pillow-jxl-plugin {importlib.metadata.version('pillow-jxl-plugin')})"
-    return _pil_codec("JPEG XL", "JXL", [10, 20, 30, 40, 50, 60, 70, 80, 90], version, {"effort": 7},
+    return _pil_codec("JPEG XL", "JXL", [10, 20, 30, 40, 50, 60, 70, 80, 90, 95], version, {"effort": 7},
                       lambda q: {"quality": int(q)})
 
 

@@ -1,4 +1,4 @@
 """The .vz container: byte layout, writer and validating reader. No torch import here."""
-from .container import FORMAT_VERSION, MAGIC, Section, VzHeader, pack, parse, read_header
+from .container import DEFAULT_QUALITY, FORMAT_VERSION, MAGIC, Section, VzHeader, pack, parse, read_header
 
-__all__ = ["FORMAT_VERSION", "MAGIC", "Section", "VzHeader", "pack", "parse", "read_header"]
+__all__ = ["DEFAULT_QUALITY", "FORMAT_VERSION", "MAGIC", "Section", "VzHeader", "pack", "parse", "read_header"]

@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from ..errors import FormatError
 
 MAGIC = b"\x89VZ\r\n\x1a\n\x00"
+#: The quality compress uses when none is given (0..100; the header stores it in hundredths).
+DEFAULT_QUALITY = 75.0
 FORMAT_VERSION = 1
 SECTION_Z = 1
 SECTION_Y = 2
