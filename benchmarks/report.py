@@ -137,7 +137,8 @@ def models_section(by_dataset: dict[str, dict]) -> tuple[list[str], dict]:
             default_time = seconds
         fig["seconds_per_kodak_image"] = round(seconds, 3) if math.isfinite(seconds) else None
         figures[entry.name] = fig
-        lines.append(f"| {entry.name} | {entry.status} | " + " | ".join(row) + f" | {seconds:.2f} |")
+        lines.append(f"| {entry.name} | {entry.status} | " + " | ".join(row)
+                     + (f" | {seconds:.2f} |" if math.isfinite(seconds) else " | – |"))
     for fig in figures.values():
         s = fig.pop("seconds_per_kodak_image")
         if s and default_time:

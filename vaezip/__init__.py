@@ -1,7 +1,7 @@
 """vaezip: a learned image codec. The public API is this module's names only.
 
 Importing vaezip is cheap: torch is imported when something is first coded, not before (``read_info``,
-the registry and the errors need none of it).
+the registry and the errors need none of it). It registers the .vz format with Pillow (pillow_plugin.py).
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from .errors import DecodeMismatchError, FormatError, ImageError, InputError, ModelError, OutputError, VaezipError
 from .format import DEFAULT_QUALITY, VzHeader
 from .image import MAX_PIXELS as _MAX_PIXELS
+from .pillow_plugin import register as _register_pillow_plugin
 from .zoo import DEFAULT_MODEL, FAST_MODEL, REGISTRY
 
 __version__ = "1.0.0"
@@ -67,6 +68,9 @@ def load_model(model: str = DEFAULT_MODEL, device: str | None = None):
     from .zoo.loader import load_model as load
 
     return load(model, device)
+
+
+_register_pillow_plugin()
 
 
 def _bytes(data) -> bytes:
