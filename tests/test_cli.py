@@ -66,8 +66,8 @@ def test_compress_warns_when_latents_are_clipped(workdir, monkeypatch, clamping_
     msg = one_line_error(run("decompress", "ok.vz", "-o", "ok.png"))
     assert "unknown model 'clamping-test'" in msg and "-m PATH.npz" in msg and not Path("ok.png").exists()
     assert run("decompress", "ok.vz", "-o", "ok.png", "-m", clamping_weights).exit_code == 0
-    real = MeanScaleHyperprior.analyse
-    monkeypatch.setattr(MeanScaleHyperprior, "analyse", lambda *a, **k: tuple(v * 1000 for v in real(*a, **k)))
+    real = MeanScaleHyperprior.latents
+    monkeypatch.setattr(MeanScaleHyperprior, "latents", lambda *a, **k: tuple(v * 1000 for v in real(*a, **k)))
     r = run("compress", "photo.png", "-o", "clipped.vz", "-m", clamping_weights)
     assert r.exit_code == 0 and "latent values exceeded" in r.output and Path("clipped.vz").exists()
     r = run("compress", "photo.png", "-o", "escaped.vz")

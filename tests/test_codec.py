@@ -119,8 +119,8 @@ def _with_escape(model, escape: bool):
 
 
 def _huge_latents(model, monkeypatch):
-    real = model.network.analyse
-    monkeypatch.setattr(model.network, "analyse", lambda *a, **k: tuple(v * 1000 for v in real(*a, **k)))
+    real = model.network.latents
+    monkeypatch.setattr(model.network, "latents", lambda *a, **k: tuple(v * 1000 for v in real(*a, **k)))
 
 
 def test_without_escape_latents_beyond_the_tables_are_counted_as_clipped(photos, model, monkeypatch):

@@ -96,3 +96,38 @@ def test_decode_in_another_process_with_another_thread_count(model, tmp_path):
     there = np.load(tmp_path / "out.npy")
     assert there.shape == here.shape
     assert np.abs(there.astype(int) - here).max() <= 1  # pixels may differ in the last float bit only
+
+
+_CODE_IN_A_PROCESS = """
+import hashlib, sys
+import numpy as np, torch
+torch.set_num_threads(int(sys.argv[1]))
+from vaezip.codec import decode_array, encode_array
+from vaezip.zoo import FAST_MODEL
+from vaezip.zoo.loader import load_model
+img = np.load(sys.argv[3])
+model = load_model(FAST_MODEL, "cpu")
+data = encode_array(img, "RGB", 70, model, workers=int(sys.argv[2])).data
+pixels, _ = decode_array(data, model, workers=int(sys.argv[2]))
+print(hashlib.sha256(data).hexdigest(), hashlib.sha256(pixels.tobytes()).hexdigest())
+"""
+
+
+def test_one_input_gives_one_file_and_one_picture_on_any_thread_count(tmp_path):
+    """Separate processes with 1 or 2 torch threads and 1 or 2 tile workers write byte-identical files and
+    decode identical pixels: tiles are computed on one thread each, on a grid set by the image size alone
+    (nn/tiling.py), and h_a too runs on one thread."""
+    import subprocess
+    import sys
+
+    from vaezip.nn.tiling import tile_grid
+
+    from conftest import synthetic
+
+    img = synthetic(320, 560, seed=3)
+    assert len(tile_grid(320, 576, 1024, 32, 16)) == 2  # more than one tile: the workers share the image
+    np.save(tmp_path / "img.npy", img)
+    results = {subprocess.run([sys.executable, "-c", _CODE_IN_A_PROCESS, threads, workers, str(tmp_path / "img.npy")],
+                              capture_output=True, text=True, check=True).stdout
+               for threads, workers in (("1", "1"), ("2", "2"), ("2", "1"), ("1", "2"))}
+    assert len(results) == 1, results

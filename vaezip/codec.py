@@ -30,12 +30,13 @@ from .errors import DecodeMismatchError, FormatError, ImageError, ModelError
 from .format.container import DEFAULT_QUALITY, SECTION_NAMES, SECTION_Y, SECTION_Y2, SECTION_Z
 from .models.checkerboard import anchor_mask
 from .models.hyperprior import STRIDE_Z
+from .nn.tiling import Tile, default_workers, run_tiles, single_threaded_ops, tile_grid
 from .refine import refine_latents, refine_max_pixels
 from .zoo import DEFAULT_MODEL
 from .zoo.loader import LoadedModel, load_model
 
-#: Transforms run in tiles beyond these sizes (pixels for g_a, latent positions for g_s), which bounds
-#: memory to a few hundred MB whatever the image size; smaller images go through in one piece.
+#: The largest tiles the transforms run in (pixels for g_a, latent positions for g_s): memory stays at a few
+#: hundred MB per worker whatever the image size; the grid depends on the image size only (nn/tiling.py).
 ENCODE_TILE = 1024
 DECODE_TILE = 64
 
@@ -80,6 +81,45 @@ def _z_index(model: LoadedModel, shape) -> torch.Tensor:
     """The table of each z element: its channel."""
     c = shape[1]
     return torch.arange(c).view(1, c, 1, 1).expand(shape)
+
+
+def analyse(model: LoadedModel, array: np.ndarray, t: torch.Tensor, workers: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """HxWx3 uint8 -> (y', z'): g_a tile by tile, each tile read from the 8-bit image (replicated beyond its
+    bottom and right edges up to a multiple of STRIDE_Z): no image-sized float copy is ever made."""
+    net, dev = model.network, _device(model)
+    height, width = array.shape[:2]
+    hp, wp = -(-height // STRIDE_Z) * STRIDE_Z, -(-width // STRIDE_Z) * STRIDE_Z
+    y = torch.empty(1, model.config.m, hp // 16, wp // 16, device=dev)
+
+    def read(tile: Tile) -> torch.Tensor:
+        rows = np.minimum(np.arange(tile.a0, tile.a1), height - 1)
+        cols = np.minimum(np.arange(tile.b0, tile.b1), width - 1)
+        return tensors.to_tensor(array[rows][:, cols], dev)
+
+    def write(tile: Tile, piece: torch.Tensor) -> None:
+        y[..., tile.r0 // 16:tile.r1 // 16, tile.c0 // 16:tile.c1 // 16] = piece
+
+    run_tiles(net.analysis(t), tile_grid(hp, wp, ENCODE_TILE, net.g_a_halo, 16), read, write, 1 / 16, workers)
+    with single_threaded_ops():  # h_a's float sums, too, in an order that no thread count changes
+        return net.latents(y, t)
+
+
+def synthesise(model: LoadedModel, y_hat: torch.Tensor, t: torch.Tensor, height: int, width: int,
+               workers: int) -> np.ndarray:
+    """y_hat' -> HxWx3 uint8: g_s tile by tile, each tile written straight into the 8-bit output."""
+    net = model.network
+    g_in = net.ungain(y_hat, t)
+    out = np.empty((height, width, 3), dtype=np.uint8)
+
+    def write(tile: Tile, piece: torch.Tensor) -> None:
+        r0, c0 = tile.r0 * 16, tile.c0 * 16
+        r1, c1 = min(tile.r1 * 16, height), min(tile.c1 * 16, width)
+        if r1 > r0 and c1 > c0:
+            out[r0:r1, c0:c1] = tensors.from_tensor(piece[..., : r1 - r0, : c1 - c0])
+
+    tiles = tile_grid(*g_in.shape[-2:], DECODE_TILE, net.g_s_halo)
+    run_tiles(net.synthesis(t), tiles, lambda tl: g_in[..., tl.a0:tl.a1, tl.b0:tl.b1], write, 16, workers)
+    return out
 
 
 def hyper_output(model: LoadedModel, z_sym: torch.Tensor, quality: float) -> torch.Tensor:
@@ -158,8 +198,9 @@ def _ieee_float32():
 @_ieee_float32()
 def encode_array(array: np.ndarray, mode: str = "RGB", quality: float = DEFAULT_QUALITY,
                  model: LoadedModel | str = DEFAULT_MODEL, max_pixels: int | None = vzimage.MAX_PIXELS,
-                 refine: int = 0) -> EncodeResult:
+                 refine: int = 0, workers: int | None = None) -> EncodeResult:
     """HxWx3 uint8 -> .vz bytes. ``refine``: steps of encode-time latent refinement (refine.py; 0: none).
+    ``workers``: tiles coded at once (None: every core); the file is the same for any number.
     Raises VaezipError subclasses for bad arguments."""
     start = time.perf_counter()
     if isinstance(model, str):
@@ -181,10 +222,11 @@ def encode_array(array: np.ndarray, mode: str = "RGB", quality: float = DEFAULT_
                          f"limit is {refine_limit / 1e6:g} MP, for memory); encode it without refinement")
     net, dev = model.network, _device(model)
     t = rate_level(model, quality).to(dev)
-    x = tensors.pad(tensors.to_tensor(array, dev), STRIDE_Z)
-    y, z = net.analyse(x, t, tile=ENCODE_TILE)
+    y, z = analyse(model, array, t, workers or default_workers())
     if refine:
-        y, z = refine_latents(net, x, y, z, t, refine, height, width)
+        x = tensors.pad(tensors.to_tensor(array, dev), STRIDE_Z)
+        with single_threaded_ops():  # one file for one input, whatever the machine's thread count
+            y, z = refine_latents(net, x, y, z, t, refine, height, width)
     z_idx = _z_index(model, z.shape).to(dev)
     z_round = torch.round(z)
     z_sym = model.z_coder.clamp(z_round, z_idx)
@@ -226,10 +268,11 @@ def model_for(header: vzformat.VzHeader, model: LoadedModel | str | None = None)
 
 @torch.inference_mode()
 @_ieee_float32()
-def decode_array(data: bytes, model: LoadedModel | str | None = None,
-                 max_pixels: int | None = vzimage.MAX_PIXELS) -> tuple[np.ndarray, vzformat.VzHeader]:
+def decode_array(data: bytes, model: LoadedModel | str | None = None, max_pixels: int | None = vzimage.MAX_PIXELS,
+                 workers: int | None = None) -> tuple[np.ndarray, vzformat.VzHeader]:
     """.vz bytes -> (HxWx3 uint8, header). ``model``: the model to decode with (None: the one the header
-    names). Raises FormatError / ModelError."""
+    names). ``workers``: tiles decoded at once (None: every core); the pixels are the same for any number.
+    Raises FormatError / ModelError."""
     header, sections = vzformat.parse(data, max_pixels)
     model = model_for(header, model)
     needed = (SECTION_Z, *y_sections(model))
@@ -240,7 +283,7 @@ def decode_array(data: bytes, model: LoadedModel | str | None = None,
         if kind not in needed:
             raise FormatError(f"corrupt .vz file (section {SECTION_NAMES[kind]} does not belong to model "
                               f"{header.model!r})")
-    net, dev = model.network, _device(model)
+    dev = _device(model)
     t = rate_level(model, header.quality).to(dev)
     hz, wz = -(-header.height // STRIDE_Z), -(-header.width // STRIDE_Z)
     z_shape = (1, model.config.hyper_width, hz, wz)
@@ -258,5 +301,4 @@ def decode_array(data: bytes, model: LoadedModel | str | None = None,
         raise DecodeMismatchError("decoded symbols do not match the encoder's (symbol checksum); this machine "
                                   "computed different probabilities than the one that wrote the file")
     y_hat = (y_sym.float() + mean).to(dev)
-    x_hat = net.synthesise(y_hat, t, tile=DECODE_TILE)[..., : header.height, : header.width]
-    return tensors.from_tensor(x_hat), header
+    return synthesise(model, y_hat, t, header.height, header.width, workers or default_workers()), header

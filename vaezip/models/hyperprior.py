@@ -20,13 +20,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
 
 from ..entropy import quantize
 from ..entropy.priors import FactorizedDensity, gaussian_likelihood
-from ..nn.tiling import run_tiled
 from ..nn.transforms import (GainUnits, analysis, hyper_analysis, hyper_synthesis, modulations, run_modulated,
                              synthesis)
 
@@ -142,16 +142,26 @@ class MeanScaleHyperprior(nn.Module):
         self.g_s_levels = modulations(self.g_s, levels) if config.conditional else None
 
     # -- the steps shared by training and coding -------------------------------------------------
-    def analyse(self, x: torch.Tensor, t: torch.Tensor, tile: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """x -> (y', z'): gained latents, before quantization. With ``tile`` (pixels, a multiple of 16),
-        g_a runs in tiles of that size (nn/tiling.py): the same values, bounded memory."""
-        def g_a(v):
-            return run_modulated(self.g_a, self.g_a_levels, v, t)
+    def analysis(self, t: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """g_a at level t, as a function of (a tile of) x: the codec runs it tile by tile (nn/tiling.py)."""
+        return lambda x: run_modulated(self.g_a, self.g_a_levels, x, t)
 
-        y = g_a(x) if tile is None else run_tiled(g_a, x, tile, self.g_a_halo, down=16)
+    def synthesis(self, t: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """g_s at level t, as a function of (a tile of) y_hat' divided by the gain (``ungain``)."""
+        return lambda y: run_modulated(self.g_s, self.g_s_levels, y, t)
+
+    def latents(self, y: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """g_a's output y -> (y', z'): the gained latents, before quantization."""
         y = y * self.gain.gain(t)
-        z = self.h_a(y) * self.hyper_gain.gain(t)
-        return y, z
+        return y, self.h_a(y) * self.hyper_gain.gain(t)
+
+    def ungain(self, y_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """y_hat' -> g_s's input."""
+        return y_hat * self.gain.inverse_gain(t)
+
+    def analyse(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x -> (y', z'): gained latents, before quantization."""
+        return self.latents(self.analysis(t)(x), t)
 
     def hyper_synthesis(self, z_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """z_hat' -> h_s's output: the means and scales of y', stacked (2M channels)."""
@@ -162,13 +172,9 @@ class MeanScaleHyperprior(nn.Module):
         mean, scale = self.hyper_synthesis(z_hat, t).chunk(2, dim=1)
         return mean, scale
 
-    def synthesise(self, y_hat: torch.Tensor, t: torch.Tensor, tile: int | None = None) -> torch.Tensor:
-        """y_hat' -> x_hat. With ``tile`` (latent positions), g_s runs in tiles of that size."""
-        def g_s(v):
-            return run_modulated(self.g_s, self.g_s_levels, v, t)
-
-        y_hat = y_hat * self.gain.inverse_gain(t)
-        return g_s(y_hat) if tile is None else run_tiled(g_s, y_hat, tile, self.g_s_halo, up=16)
+    def synthesise(self, y_hat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """y_hat' -> x_hat."""
+        return self.synthesis(t)(self.ungain(y_hat, t))
 
     # -- training ----------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> RDOutput:
