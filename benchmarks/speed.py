@@ -1,14 +1,18 @@
-"""Encode/decode seconds and peak memory (RSS) of vaezip and classical codecs on CPU, one thread, at about
-0.4, 2 and 12 megapixels. Each measurement runs in a fresh process, so its peak RSS is its own; the RSS of
-a process that only imported the same modules is reported beside it.
+"""Encode and decode seconds and peak memory of vaezip and other codecs at 0.4, 2, 12 and 50 megapixels, with
+one thread and with every core, all in one run (so that the ratios hold even where the machine is busy).
 
-    python benchmarks/speed.py [--source IMAGE] [--codecs vaezip,vaezip:msh64-r12,jpeg,heic]
+    python benchmarks/speed.py [--sizes 0.4,2,12,50] [--codecs vaezip,vaezip:msh64-r12,heic,avif,jpegxl,compressai]
                                [--out benchmarks/results/speed.json]
 
-`vaezip` is the default model; `vaezip:NAME` measures the shipped model NAME.
+Every measurement runs in a fresh process, so its peak RSS (resident memory) is its own; a codec's file for
+the decode runs is written by its encode run. ``vaezip`` is the default model, ``vaezip:NAME`` another one.
+``compressai`` is CompressAI's mean-scale hyperprior with vaezip's default width (N=128, M=192; untrained
+weights code as fast as trained ones), if CompressAI is importable: ``pip install --no-deps compressai
+einops tqdm`` (its dataset modules' dependencies are stubbed here). It runs on the whole image, as CompressAI
+does; at 50 MP that would need tens of GB, so it is left out there.
 
 The test images are a Kodak photo resized (Lanczos) to each size; --source defaults to kodim23.png in
-$VAEZIP_KODAK (else ../shared/datasets/kodak).
+$VAEZIP_KODAK (else ../shared/datasets/kodak). quality 75 for vaezip, quality 50 for HEIC, AVIF and JPEG XL.
 """
 from __future__ import annotations
 
@@ -22,72 +26,150 @@ import sys
 import time
 from pathlib import Path
 
-SIZES = {"0.4 MP": (768, 512), "2 MP": (1728, 1152), "12 MP": (4240, 2832)}
+SIZES = {"0.4": (768, 512), "2": (1728, 1152), "12": (4240, 2832), "50": (8192, 6144)}
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def worker(codec: str, op: str, path: str, quality: float) -> dict:
-    """Run one operation and report its time and this process's peak RSS."""
-    import io
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class _StubImports:
+    """Importing CompressAI's models without the dependencies of its dataset and point-cloud modules."""
+
+    STUBBED = {"torch_geometric", "torchvision", "pandas", "h5py", "plyfile", "pointops", "open3d"}
+
+    def find_spec(self, name, path, target=None):
+        import importlib.machinery
+
+        if name.split(".")[0] in self.STUBBED:
+            return importlib.machinery.ModuleSpec(name, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        from unittest import mock
+
+        module = mock.MagicMock(name=spec.name)
+        module.__path__, module.__spec__ = [], spec
+        return module
+
+    def exec_module(self, module):
+        pass
+
+
+def _vaezip(model_name: str, threads: int):
+    import numpy as np
+    import torch
+
+    import vaezip
+    from vaezip.codec import decode_array, encode_array
+    from vaezip.runtime import keep_freed_memory
+
+    keep_freed_memory()  # as the command line does
+    torch.set_num_threads(threads)
+    model = vaezip.load_model(model_name or vaezip.DEFAULT_MODEL, "cpu")
+    return (lambda img: encode_array(np.asarray(img.convert("RGB")), "RGB", 75, model, workers=threads).data,
+            lambda data: decode_array(data, model, workers=threads)[0])
+
+
+def _compressai(threads: int):
+    import pickle
 
     import numpy as np
+    import torch
+
+    sys.meta_path.insert(0, _StubImports())
+    from compressai.models import MeanScaleHyperprior
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    net = MeanScaleHyperprior(128, 192).eval()
+    net.update(force=True)
+
+    def encode(img):
+        x = torch.from_numpy(np.asarray(img.convert("RGB"))).permute(2, 0, 1)[None].float() / 255
+        h, w = x.shape[-2:]
+        x = torch.nn.functional.pad(x, (0, -w % 64, 0, -h % 64), mode="replicate")
+        with torch.no_grad():
+            out = net.compress(x)
+        return pickle.dumps((out["strings"], out["shape"], h, w))
+
+    def decode(data):
+        strings, shape, h, w = pickle.loads(data)
+        with torch.no_grad():
+            return net.decompress(strings, shape)["x_hat"][..., :h, :w].clamp(0, 1).mul(255).round().byte()
+
+    return encode, decode
+
+
+def _pillow(codec: str, threads: int):
+    import io
+
     from PIL import Image
 
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    family, _, model_name = codec.partition(":")
-    if family == "vaezip":
-        import torch
+    if codec == "heic":
+        import pillow_heif
 
-        import vaezip
-        from vaezip.codec import decode_array, encode_array
-        torch.set_num_threads(1)
-        model = vaezip.load_model(model_name or vaezip.DEFAULT_MODEL, "cpu")
-        img = np.asarray(Image.open(path).convert("RGB"))
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        if op == "import":
-            return {"peak_rss_mb": base / 1024, "model": model.name}
-        data = encode_array(img, "RGB", quality, model).data if op == "decode" else None
-        t0 = time.perf_counter()
-        if op == "encode":
-            data = encode_array(img, "RGB", quality, model).data
-        else:
-            decode_array(data, model)
-        seconds = time.perf_counter() - t0
+        pillow_heif.register_heif_opener()
+        pillow_heif.options.DECODE_THREADS = threads
+        fmt, options = "HEIF", {"quality": 50, "chroma": 420, "enc_params": {"x265:pools": str(threads)}}
+    elif codec == "avif":
+        fmt, options = "AVIF", {"quality": 50, "subsampling": "4:2:0", "speed": 6, "max_threads": threads}
     else:
-        if codec == "heic":
-            import pillow_heif
-            pillow_heif.register_heif_opener()
-        fmt, kw = {"jpeg": ("JPEG", {"quality": 75, "subsampling": 2, "optimize": True}),
-                   "heic": ("HEIF", {"quality": 50, "chroma": 420})}[codec]
-        img = Image.open(path).convert("RGB")
-        img.load()
-        if op == "import":
-            return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        from pillow_jxl import JpegXLImagePlugin
+
+        JpegXLImagePlugin.DECODE_THREADS = threads
+        fmt, options = "JXL", {"quality": 50, "effort": 7, "num_threads": threads}
+
+    def encode(img):
         buf = io.BytesIO()
-        if op == "decode":
-            img.save(buf, format=fmt, **kw)
-        t0 = time.perf_counter()
-        if op == "encode":
-            img.save(buf, format=fmt, **kw)
-        else:
-            with Image.open(io.BytesIO(buf.getvalue())) as d:
-                d.load()
-        seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        img.convert("RGB").save(buf, format=fmt, **options)
+        return buf.getvalue()
+
+    def decode(data):
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            return im
+
+    return encode, decode
+
+
+def worker(codec: str, op: str, path: str, threads: int) -> dict:
+    """One encode or decode in this process: its seconds and this process's peak RSS."""
+    from PIL import Image
+
+    family, _, name = codec.partition(":")
+    encode, decode = (_vaezip(name, threads) if family == "vaezip" else _compressai(threads)
+                      if family == "compressai" else _pillow(codec, threads))
+    img = Image.open(path)
+    img.load()
+    coded = Path(f"{path}.{codec.replace(':', '-')}.{threads}")
+    start = time.perf_counter()
+    if op == "encode":
+        data = encode(img)
+        seconds = time.perf_counter() - start
+        coded.write_bytes(data)
+    else:
+        data = coded.read_bytes()
+        start = time.perf_counter()
+        decode(data)
+        seconds = time.perf_counter() - start
+    return {"seconds": seconds, "peak_rss_mb": _peak_mb(), "bytes": len(data)}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     kodak = os.environ.get("VAEZIP_KODAK", "../shared/datasets/kodak")
     ap.add_argument("--source", default=str(Path(kodak) / "kodim23.png"))
-    ap.add_argument("--codecs", default="vaezip,jpeg,heic")
-    ap.add_argument("--quality", type=float, default=75.0, help="vaezip quality")
+    ap.add_argument("--sizes", default=",".join(SIZES))
+    ap.add_argument("--codecs", default="vaezip,vaezip:msh64-r12,heic,avif,jpegxl,compressai")
     ap.add_argument("--out", default="benchmarks/results/speed.json")
     ap.add_argument("--workdir", default="/tmp/vaezip-speed")
-    ap.add_argument("--worker", nargs=4, metavar=("CODEC", "OP", "PATH", "QUALITY"), help=argparse.SUPPRESS)
+    ap.add_argument("--worker", nargs=4, metavar=("CODEC", "OP", "PATH", "THREADS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        codec, op, path, q = args.worker
-        print(json.dumps(worker(codec, op, path, float(q))))
+        codec, op, path, threads = args.worker
+        print(json.dumps(worker(codec, op, path, int(threads))))
         return
     from PIL import Image
 
@@ -95,35 +177,38 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     src = Image.open(args.source).convert("RGB")
     rows = []
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for label, size in SIZES.items():
-        path = work / f"{size[0]}x{size[1]}.png"
+    for size in args.sizes.split(","):
+        width, height = SIZES[size]
+        path = work / f"{width}x{height}.png"
         if not path.exists():
-            src.resize(size, Image.Resampling.LANCZOS).save(path)
+            src.resize((width, height), Image.Resampling.LANCZOS).save(path)
         for codec in args.codecs.split(","):
-            row = {"size": label, "width": size[0], "height": size[1], "codec": codec}
-            for op in ("import", "encode", "decode"):
-                out = subprocess.run([sys.executable, __file__, "--worker", codec, op, str(path), str(args.quality)],
-                                     capture_output=True, text=True, env=env, check=True)
-                r = json.loads(out.stdout.strip().splitlines()[-1])
-                if op == "import":
-                    row["baseline_rss_mb"] = round(r["peak_rss_mb"], 1)
-                    if "model" in r:
-                        row["model"] = r["model"]
-                else:
+            for threads in sorted({1, CORES}):
+                row = {"megapixels": float(size), "width": width, "height": height, "codec": codec, "threads": threads}
+                if codec == "compressai" and width * height > 20_000_000:
+                    row["skipped"] = "whole-image transforms: tens of GB at this size"
+                    rows.append(row)
+                    continue
+                env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+                for op in ("encode", "decode"):
+                    proc = subprocess.run([sys.executable, __file__, "--worker", codec, op, str(path), str(threads)],
+                                          capture_output=True, text=True, env=env)
+                    if proc.returncode:
+                        row["skipped"] = proc.stderr.strip().splitlines()[-1][:200] if proc.stderr else "failed"
+                        break
+                    r = json.loads(proc.stdout.strip().splitlines()[-1])
                     row[f"{op}_s"] = round(r["seconds"], 3)
-                    row[f"{op}_peak_rss_mb"] = round(r["peak_rss_mb"], 1)
-            rows.append(row)
-            print(f"{label:>7} {codec:>16}: encode {row['encode_s']:.2f} s ({row['encode_peak_rss_mb']:.0f} MB), "
-                  f"decode {row['decode_s']:.2f} s ({row['decode_peak_rss_mb']:.0f} MB), "
-                  f"baseline {row['baseline_rss_mb']:.0f} MB", flush=True)
-    from vaezip.bench.run import cpu_name  # only now: the workers' baseline memory stays without it
+                    row[f"{op}_peak_rss_mb"] = round(r["peak_rss_mb"])
+                    row["bytes"] = r["bytes"]
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    from vaezip.bench.run import cpu_name
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"threads": 1, "machine": platform.machine(), "cpu": cpu_name(),
-                               "python": platform.python_version(),
-                               "vaezip_quality": args.quality, "source": Path(args.source).name, "rows": rows}, indent=1))
+    out.write_text(json.dumps({"cpu": cpu_name(), "cores": CORES, "machine": platform.machine(),
+                               "python": platform.python_version(), "source": Path(args.source).name,
+                               "rows": rows}, indent=1) + "\n")
     print(f"wrote {out}")
 
 

@@ -106,13 +106,17 @@ def main() -> None:
               help="Refine the latents for this image with STEPS optimizer steps: smaller files at the same "
                    "quality for much slower encoding (20: about 20 s and 0.3 GB more per 0.4 MP on one core). "
                    "Decoding is unchanged.")
-def compress(inputs, quality, output, model, force, verify, refine):
+@click.option("-j", "--threads", type=click.IntRange(1), default=None,
+              help="Cores to use (default: all). The output is the same for any number.")
+def compress(inputs, quality, output, model, force, verify, refine, threads):
     """Compress images to .vz files."""
     from .codec import decode_array, encode_array
     from .format import DEFAULT_QUALITY
+    from .runtime import keep_freed_memory
     from .zoo import DEFAULT_MODEL
     from .zoo.loader import load_model
 
+    keep_freed_memory()
     quality = DEFAULT_QUALITY if quality is None else quality
     try:
         loaded = load_model(model or DEFAULT_MODEL)
@@ -126,9 +130,9 @@ def compress(inputs, quality, output, model, force, verify, refine):
         if not force and dst.exists():
             raise OutputError(f"{dst} exists; pass --force to overwrite it")
         array, mode = vzimage.load(src)
-        res = encode_array(array, mode, quality, loaded, refine=refine)
+        res = encode_array(array, mode, quality, loaded, refine=refine, workers=threads)
         if verify:  # raises DecodeMismatchError if the symbols do not come back
-            decoded, _ = decode_array(res.data, loaded)
+            decoded, _ = decode_array(res.data, loaded, workers=threads)
             if decoded.shape != array.shape:
                 raise OutputError(f"{src}: verification failed (decoded {decoded.shape}); nothing written")
         write_atomic(dst, res.data, force)
@@ -151,10 +155,15 @@ def compress(inputs, quality, output, model, force, verify, refine):
 @click.option("-m", "--model", default=None,
               help="Weights to decode with, for a file whose model is not installed: a weights file (.npz) or a "
                    "model name looked up in $VAEZIP_MODEL_PATH.")
-def decompress(inputs, output, force, max_pixels, model):
+@click.option("-j", "--threads", type=click.IntRange(1), default=None,
+              help="Cores to use (default: all). The image is the same for any number.")
+def decompress(inputs, output, force, max_pixels, model, threads):
     """Decompress .vz files to images (PNG unless -o names another format)."""
     from .codec import decode_array
     from .format import read_header
+    from .runtime import keep_freed_memory
+
+    keep_freed_memory()
 
     def job(src: Path, out: Path | None):
         data = _read(src)
@@ -165,7 +174,7 @@ def decompress(inputs, output, force, max_pixels, model):
         if not force and dst.exists():
             raise OutputError(f"{dst} exists; pass --force to overwrite it")
         start = time.perf_counter()
-        array, header = decode_array(data, model, max_pixels=max_pixels)
+        array, header = decode_array(data, model, max_pixels=max_pixels, workers=threads)
         encoded = vzimage.save(vzimage.to_image(array, header.mode), dst)
         seconds = time.perf_counter() - start
         write_atomic(dst, encoded, force)
