@@ -9,7 +9,8 @@ vaezip model; each holds every image at every setting). From them this script wr
 * ``docs/results.md``: per dataset, the default model against every codec (BD-rate over the range both cover
   and that range), its per-quality table (bpp, PSNR, seconds, and how many more bits than HEIC it needs at
   that PSNR), its per-image BD-rates, and every installed model side by side;
-* the blocks between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` in README.md (the headline table) and
+* the blocks between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` in README.md (the headline table, the
+  speed table from ``benchmarks/results/speed.json``) and
   docs/models.md (the installed models' figures, the archived models);
 * the measured figures of each installed model in ``vaezip/zoo/manifest.json`` (``vaezip models`` shows them).
 
@@ -19,6 +20,7 @@ Nothing is measured here; the bench runs are the measurement.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
@@ -146,6 +148,36 @@ def models_section(by_dataset: dict[str, dict]) -> tuple[list[str], dict]:
     return lines + [""], figures
 
 
+def speed_section(path: Path) -> tuple[list[str], str]:
+    """docs/results.md's speed section from benchmarks/speed.py's results, and the README's short table."""
+    if not path.exists():
+        return [], "(no speed results: run `python benchmarks/speed.py`)"
+    data = json.loads(path.read_text())
+    rows = [r for r in data["rows"] if "encode_s" in r]
+    names = {"vaezip": f"vaezip {zoo.DEFAULT_MODEL}", "vaezip:" + zoo.FAST_MODEL: f"vaezip {zoo.FAST_MODEL}",
+             "heic": "HEIC", "avif": "AVIF", "jpegxl": "JPEG XL", "compressai": "CompressAI mbt2018-mean N=128 M=192"}
+    lines = ["## Speed", "", f"Seconds and peak resident memory per image, {data['cpu']}, {data['cores']} cores; each "
+             "measurement in a fresh process (`python benchmarks/speed.py`). vaezip at quality 75, the others at 50.",
+             "", "| MP | codec | threads | encode s | decode s | encode MB | decode MB |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['megapixels']:g} | {names.get(r['codec'], r['codec'])} | {r['threads']} | {r['encode_s']:.2f} | "
+                     f"{r['decode_s']:.2f} | {r['encode_peak_rss_mb']} | {r['decode_peak_rss_mb']} |")
+    lines += [f"| {r['megapixels']:g} | {names.get(r['codec'], r['codec'])} | {r['threads']} | {r['skipped']} | | | |"
+              for r in data["rows"] if "skipped" in r]
+    ours = {(r["megapixels"], r["threads"]): r for r in rows if r["codec"] == "vaezip"}
+    theirs = {(r["megapixels"], r["threads"]): r for r in rows if r["codec"] == "compressai"}
+    ratios = [f"{mp:g} MP, {th} thread{'s' * (th > 1)}: {theirs[mp, th]['encode_s'] / r['encode_s']:.1f}x / "
+              f"{theirs[mp, th]['decode_s'] / r['decode_s']:.1f}x" for (mp, th), r in ours.items() if (mp, th) in theirs]
+    if ratios:
+        lines += ["", "vaezip's speed over CompressAI's same architecture (encode / decode): " + "; ".join(ratios) + "."]
+    top = max(data["cores"], 1)
+    short = ["| image | threads | encode s | decode s | peak MB |", "|---|---|---|---|---|"]
+    short += [f"| {r['megapixels']:g} MP | {r['threads']} | {r['encode_s']:.1f} | {r['decode_s']:.1f} | "
+              f"{max(r['encode_peak_rss_mb'], r['decode_peak_rss_mb'])} |"
+              for r in rows if r["codec"] == "vaezip" and r["threads"] in (1, top)]
+    return lines + [""], "\n".join(short)
+
+
 def readme_block(headlines: dict[str, dict], model: str) -> str:
     names = {"heic": "HEIC", "avif": "AVIF", "jpegxl": "JPEG XL", "webp": "WebP", "jpeg2000": "JPEG 2000",
              "jpeg": "JPEG", "ref:mbt2018-mean": "mbt2018-mean (CompressAI, published)"}
@@ -180,8 +212,11 @@ def build(results: Path, model: str) -> tuple[dict[Path, str], dict[str, dict]]:
         out[results / name / "summary.md"] = markdown(summarise(curves, "heic", str(REFERENCES.get(name, "")) or None))
     section, figures = models_section(by_dataset)
     docs += section
+    speed, speed_short = speed_section(results / "speed.json")
+    docs += speed
     out[ROOT / "docs" / "results.md"] = "\n".join(docs)
-    out[ROOT / "README.md"] = replace_block((ROOT / "README.md").read_text(), "results", readme_block(headlines, model))
+    readme = replace_block((ROOT / "README.md").read_text(), "results", readme_block(headlines, model))
+    out[ROOT / "README.md"] = replace_block(readme, "speed", speed_short)
     cards = replace_block((ROOT / "docs" / "models.md").read_text(), "results", "\n".join(section[2:]).strip())
     out[ROOT / "docs" / "models.md"] = replace_block(cards, "archived", archived_table())
     entries = zoo.read_manifest()

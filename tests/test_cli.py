@@ -204,3 +204,18 @@ def test_exif_orientation_is_applied(workdir):
 def test_unknown_model_is_one_line(workdir):
     msg = one_line_error(run("compress", "photo.png", "-m", "no-such-model"))
     assert "vaezip models" in msg and not Path("photo.vz").exists()
+
+
+def test_a_reader_that_stops_early_ends_the_listing_quietly(tmp_path):
+    """`vaezip info *.vz | head -1`: no "Broken pipe" message per remaining file."""
+    import shutil
+    import subprocess
+    import sys
+
+    golden = sorted((Path(__file__).parent / "data").glob("golden-*.vz"))[0]
+    for i in range(400):
+        shutil.copy(golden, tmp_path / f"f{i:03d}.vz")
+    proc = subprocess.run(f"{sys.executable} -m vaezip info {tmp_path}/*.vz | head -1", shell=True,
+                          capture_output=True, text=True)
+    assert proc.stdout.count("\n") == 1 and "f000.vz" in proc.stdout
+    assert "Broken pipe" not in proc.stderr and proc.stderr == ""

@@ -78,6 +78,8 @@ def _run_each(inputs: tuple[Path, ...], output: Path | None, job) -> None:
         except VaezipError as e:
             _fail(str(e))
             failed += 1
+        except BrokenPipeError:
+            raise  # the reader went away (`vaezip info *.vz | head -1`): click ends quietly
         except OSError as e:
             _fail(f"{src}: {e.strerror or e}")
             failed += 1
