@@ -219,3 +219,32 @@ def test_a_reader_that_stops_early_ends_the_listing_quietly(tmp_path):
                           capture_output=True, text=True)
     assert proc.stdout.count("\n") == 1 and "f000.vz" in proc.stdout
     assert "Broken pipe" not in proc.stderr and proc.stderr == ""
+
+
+def test_size_and_quality_targets(workdir):
+    """--max-bytes / --target-bpp: the highest quality that fits; --target-psnr: the lowest that reaches it."""
+    from vaezip import read_info
+    from vaezip.image import load
+    from vaezip.metrics import psnr
+
+    Image.fromarray(synthetic(96, 128, seed=5)).save("big.png")
+    assert run("compress", "big.png", "-o", "q100.vz", "-q", "100").exit_code == 0
+    assert run("compress", "big.png", "-o", "q0.vz", "-q", "0").exit_code == 0
+    small, large = Path("q0.vz").stat().st_size, Path("q100.vz").stat().st_size
+    budget = (small + large) // 2
+    r = run("compress", "big.png", "-o", "fit.vz", "--max-bytes", str(budget))
+    assert r.exit_code == 0, r.output
+    fit = Path("fit.vz").stat().st_size
+    assert fit <= budget and 0 < read_info(Path("fit.vz")).quality < 100
+    above = read_info(Path("fit.vz")).quality + 0.2
+    assert run("compress", "big.png", "-o", "above.vz", "-q", f"{above:.2f}").exit_code == 0
+    assert Path("above.vz").stat().st_size > budget * 0.98  # close to the largest that fits
+    assert run("compress", "big.png", "-o", "bpp.vz", "--target-bpp", "0.5").exit_code == 0
+    assert Path("bpp.vz").stat().st_size * 8 <= 0.5 * 96 * 128
+    assert "quality 0 needs" in one_line_error(run("compress", "big.png", "-o", "no.vz", "--max-bytes", "10"))
+    assert not Path("no.vz").exists()
+    r = run("compress", "big.png", "-o", "p.vz", "--target-psnr", "30")
+    assert r.exit_code == 0 and "dB" in r.output
+    assert run("decompress", "p.vz", "-o", "p.png").exit_code == 0
+    assert psnr(load("big.png")[0], load("p.png")[0]) >= 30
+    assert run("compress", "big.png", "-q", "50", "--max-bytes", "100").exit_code == 2

@@ -110,7 +110,14 @@ def main() -> None:
                    "Decoding is unchanged.")
 @click.option("-j", "--threads", type=click.IntRange(1), default=None,
               help="Cores to use (default: all). The output is the same for any number.")
-def compress(inputs, quality, output, model, force, verify, refine, threads):
+@click.option("--max-bytes", type=click.IntRange(1), default=None,
+              help="Instead of -q: the highest quality whose file is at most this many bytes (about 10 encodes).")
+@click.option("--target-bpp", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Instead of -q: the highest quality whose file is at most this many bits per pixel.")
+@click.option("--target-psnr", type=click.FloatRange(min=0, min_open=True), default=None, metavar="DB",
+              help="Instead of -q: the lowest quality whose decoded image reaches this PSNR-RGB (about 10 "
+                   "encodes and decodes).")
+def compress(inputs, quality, output, model, force, verify, refine, threads, max_bytes, target_bpp, target_psnr):
     """Compress images to .vz files."""
     from .codec import decode_array, encode_array
     from .format import DEFAULT_QUALITY
@@ -119,6 +126,11 @@ def compress(inputs, quality, output, model, force, verify, refine, threads):
     from .zoo.loader import load_model
 
     keep_freed_memory()
+    targets = [name for name, value in (("-q", quality), ("--max-bytes", max_bytes), ("--target-bpp", target_bpp),
+                                        ("--target-psnr", target_psnr)) if value is not None]
+    if len(targets) > 1:
+        _fail(f"{' and '.join(targets)} both set the quality; give one of them")
+        sys.exit(2)
     quality = DEFAULT_QUALITY if quality is None else quality
     try:
         loaded = load_model(model or DEFAULT_MODEL)
@@ -126,20 +138,37 @@ def compress(inputs, quality, output, model, force, verify, refine, threads):
         _fail(str(e))
         sys.exit(1)
 
+    def encode(array, mode):
+        """(result, quality used, a note on the target) for the quality or target asked for."""
+        from .target import encode_to_psnr, encode_to_size
+
+        options = {"refine": refine, "workers": threads}
+        if max_bytes or target_bpp:
+            budget = max_bytes or int(target_bpp * array.shape[0] * array.shape[1] / 8)
+            found = encode_to_size(array, mode, loaded, budget, **options)
+            return found.result, found.quality, ""
+        if target_psnr:
+            found = encode_to_psnr(array, mode, loaded, target_psnr, **options)
+            note = "" if found.reached else f" (quality 100 reaches only {found.psnr:.2f} dB)"
+            return found.result, found.quality, f", {found.psnr:.2f} dB{note}"
+        return encode_array(array, mode, quality, loaded, **options), quality, ""
+
     def job(src: Path, out: Path | None):
         dst = out or src.with_suffix(".vz")
         _check_not_input(src, dst)
         if not force and dst.exists():
             raise OutputError(f"{dst} exists; pass --force to overwrite it")
         array, mode = vzimage.load(src)
-        res = encode_array(array, mode, quality, loaded, refine=refine, workers=threads)
+        start = time.perf_counter()
+        res, used, note = encode(array, mode)
+        seconds = time.perf_counter() - start
         if verify:  # raises DecodeMismatchError if the symbols do not come back
             decoded, _ = decode_array(res.data, loaded, workers=threads)
             if decoded.shape != array.shape:
                 raise OutputError(f"{src}: verification failed (decoded {decoded.shape}); nothing written")
         write_atomic(dst, res.data, force)
         click.echo(f"{src} -> {dst}: {len(res.data):,} bytes, {res.bpp:.4f} bpp, "
-                   f"{res.width}x{res.height}, q {quality:g}, {res.seconds:.2f} s")
+                   f"{res.width}x{res.height}, q {used:g}{note}, {seconds:.2f} s")
         if res.clipped:
             click.echo(f"warning: {src}: {res.clipped} latent values exceeded model {loaded.name}'s coding range and "
                        "were clipped; the image may show local errors there (a lower quality may avoid it)", err=True)
