@@ -106,14 +106,18 @@ def vaezip_codec(model: str | None = None, weights: str | None = None, refine: i
     from vaezip.codec import decode_array, encode_array
     from vaezip.zoo.loader import load_file
 
+    from vaezip.runtime import keep_freed_memory
+
     torch.set_num_threads(1)
+    keep_freed_memory()  # this worker process codes like the command line
     loaded = load_file(weights) if weights else vaezip.load_model(model or vaezip.DEFAULT_MODEL, "cpu")
     suffix = f" refine {refine}" if refine else ""
     # One tile at a time on one thread, as every codec here is timed (the files are the same on any number).
     return Codec(f"vaezip {loaded.name}{suffix}", [0, 15, 30, 45, 60, 75, 90, 100],
                  lambda a, q: encode_array(a, "RGB", q, loaded, refine=refine, workers=1).data,
                  lambda d: decode_array(d, loaded, workers=1)[0],
-                 f"vaezip {vaezip.__version__} (1 thread), weights {loaded.weights_hash.hex()[:12]}{suffix}",
+                 f"vaezip {vaezip.__version__} (1 thread, as the CLI), weights {loaded.weights_hash.hex()[:12]}"
+                 f"{suffix}",
                  {"model": loaded.name, "threads": 1, **({"refine": refine} if refine else {}),
                   **{k: loaded.meta.get(k) for k in ("step", "cpu_hours")}})
 
