@@ -5,6 +5,10 @@ malloc serves such sizes with fresh mmap()s and returns them on free, so each la
 on zeroed memory: at 12 MP that was a third of the decoding time. Keeping freed memory in the heap instead
 (a larger mmap threshold and trim threshold) made decoding 1.4x faster here. It is a setting of the whole
 process, so the library leaves it to programs that own their process; vaezip's CLI applies it.
+
+One arena: the tile workers are threads, and glibc gives other threads arenas of 64 MB heaps, which cannot
+hold these buffers and fall back to mmap: two workers were slower than one until all threads shared the
+main heap (the allocations are few and large, so its lock costs nothing).
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import ctypes.util
 #: glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 #: Allocations below this come from the heap and stay there when freed.
 KEEP_BELOW = 1 << 30
 
@@ -26,4 +31,5 @@ def keep_freed_memory() -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError, TypeError):
         return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, KEEP_BELOW)) and bool(mallopt(_M_TRIM_THRESHOLD, KEEP_BELOW))
+    return all(mallopt(option, value) for option, value in
+               ((_M_MMAP_THRESHOLD, KEEP_BELOW), (_M_TRIM_THRESHOLD, KEEP_BELOW), (_M_ARENA_MAX, 1)))
