@@ -124,3 +124,18 @@ def test_report_computes_the_quoted_figures():
     gaps = report.gap_by_setting(curves["heic"]["points"], curves["msh-test"]["points"])
     assert [g for _, g in gaps] == pytest.approx([-5.0] * len(RATE))
     assert "| 4 | 1.520 | 36.00 | 0.50 | 0.25 | -5.0 % |" in text
+
+
+def test_the_quoted_figures_are_the_stored_results():
+    """README.md, docs/ and the manifest's figures are what benchmarks/report.py makes of benchmarks/results/
+    (run it after a bench run; nothing quoted is typed by hand)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "report", Path(__file__).resolve().parents[1] / "benchmarks" / "report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    texts, _ = report.build(report.ROOT / "benchmarks" / "results", report.zoo.DEFAULT_MODEL)
+    stale = [str(path.relative_to(report.ROOT)) for path, text in texts.items() if path.read_text() != text]
+    assert not stale, f"out of date, run python benchmarks/report.py: {stale}"
