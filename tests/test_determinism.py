@@ -131,3 +131,19 @@ def test_one_input_gives_one_file_and_one_picture_on_any_thread_count(tmp_path):
                               capture_output=True, text=True, check=True).stdout
                for threads, workers in (("1", "1"), ("2", "2"), ("2", "1"), ("1", "2"))}
     assert len(results) == 1, results
+
+
+def test_the_exact_hyper_synthesis_in_stripes_is_the_whole_one(model, monkeypatch):
+    """Decoders compute h_s in stripes of z rows (bounded memory); with the halo of codec.py the integers are
+    those of the whole image, and a halo one row short would change them."""
+    import vaezip.codec as codec
+
+    rng = np.random.default_rng(2)
+    z = torch.from_numpy(rng.integers(-6, 7, (1, model.config.hyper_width, 13, 5))).double()
+    mean_q, idx = codec._split(model, codec.hyper_output(model, z, 60))
+    monkeypatch.setattr(codec, "HYPER_STRIPE", 3)
+    mean, striped_idx = codec._striped_parameters(model, z, 60)
+    assert torch.equal(striped_idx.long(), idx) and torch.equal(mean, codec._dequantize(mean_q))
+    monkeypatch.setattr(codec, "HYPER_HALO", 1)
+    short, short_idx = codec._striped_parameters(model, z, 60)
+    assert not (torch.equal(short, mean) and torch.equal(short_idx, striped_idx))

@@ -122,11 +122,22 @@ def synthesise(model: LoadedModel, y_hat: torch.Tensor, t: torch.Tensor, height:
     return out
 
 
+#: z rows per stripe of the exact hyper-synthesis of a model without context, and the rows it reads on either
+#: side: an output row of h_s depends on z rows within 2 of its own (two 5x5 stride-2 transposed convolutions,
+#: as 3x3 convolutions and pixel shuffles, then a 3x3 convolution), and integer sums do not depend on how
+#: the work is cut, so the stripes give exactly the whole image's values.
+HYPER_STRIPE = 8
+HYPER_HALO = 2
+
+
+def _hyper_gain(model: LoadedModel, quality: float) -> np.ndarray:
+    return quantized_gain(model.network.hyper_gain.log_inverse_gain.detach().cpu().numpy(), level_code(model, quality))
+
+
 def hyper_output(model: LoadedModel, z_sym: torch.Tensor, quality: float) -> torch.Tensor:
     """z symbols -> h_s's output (means and scales of y') in ACT_BITS fixed point, bit-identical on every
     machine (entropy/parameters.py). On the CPU, float64 holding integers."""
-    gain = quantized_gain(model.network.hyper_gain.log_inverse_gain.detach().cpu().numpy(), level_code(model, quality))
-    return model.exact.hyper(z_sym, gain)
+    return model.exact.hyper(z_sym, _hyper_gain(model, quality))
 
 
 def _dequantize(mean_q: torch.Tensor) -> torch.Tensor:
@@ -140,11 +151,29 @@ def _split(model: LoadedModel, params_q: torch.Tensor) -> tuple[torch.Tensor, to
     return mean_q, scale_index_exact(scale_q, model.scale_thresholds)
 
 
+def _striped_parameters(model: LoadedModel, z_sym: torch.Tensor, quality: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean of y' as float32, table index as int16) of a model without context, h_s computed in stripes of
+    z rows: its float64 output, four times y's size, never exists for the whole image."""
+    gain = _hyper_gain(model, quality)
+    height, width = z_sym.shape[2:]
+    mean = torch.empty(1, model.config.m, 4 * height, 4 * width)
+    idx = torch.empty(mean.shape, dtype=torch.int16)
+    for s0 in range(0, height, HYPER_STRIPE):
+        s1 = min(height, s0 + HYPER_STRIPE)
+        a0, a1 = max(0, s0 - HYPER_HALO), min(height, s1 + HYPER_HALO)
+        h_q = model.exact.hyper(z_sym[..., a0:a1, :], gain)[..., 4 * (s0 - a0):4 * (s1 - a0), :]
+        mean_q, stripe_idx = _split(model, h_q)
+        mean[..., 4 * s0:4 * s1, :] = _dequantize(mean_q)
+        idx[..., 4 * s0:4 * s1, :] = stripe_idx
+    return mean, idx
+
+
 def entropy_parameters(model: LoadedModel, z_sym: torch.Tensor, quality: float) -> tuple[torch.Tensor, torch.Tensor]:
     """z symbols -> (mean of y', scale-table index of each y' element) of a model without context (for a
     checkerboard model: of the anchors). Returned on the CPU; the mean as float32."""
-    h_q = hyper_output(model, z_sym, quality)
-    mean_q, idx = _split(model, model.exact.refine(h_q, None) if model.exact.has_context else h_q)
+    if not model.exact.has_context:
+        return _striped_parameters(model, z_sym, quality)
+    mean_q, idx = _split(model, model.exact.refine(hyper_output(model, z_sym, quality), None))
     return _dequantize(mean_q), idx
 
 
@@ -153,17 +182,17 @@ def y_sections(model: LoadedModel) -> tuple[int, ...]:
     return (SECTION_Y, SECTION_Y2) if model.exact.has_context else (SECTION_Y,)
 
 
-def _code_y(model: LoadedModel, h_q: torch.Tensor, code) -> tuple[torch.Tensor, torch.Tensor]:
+def _code_y(model: LoadedModel, z_sym: torch.Tensor, quality: float, code) -> tuple[torch.Tensor, torch.Tensor]:
     """Runs the coding passes of y in decode order; the one definition of that order for both directions.
 
     ``code(section, mean, idx, where)`` codes (encoder) or decodes (decoder) the symbols of the positions
-    ``where`` ((1, 1, H, W) bool; None: all) and returns the symbols as an int64 tensor of y's shape
+    ``where`` ((1, 1, H, W) bool; None: all) and returns the symbols as an integer tensor of y's shape
     (only its values at ``where`` matter). Returns (symbols, mean of y' in float32) over all positions.
     """
     if not model.exact.has_context:
-        mean_q, idx = _split(model, h_q)
-        mean = _dequantize(mean_q)
+        mean, idx = _striped_parameters(model, z_sym, quality)
         return code(SECTION_Y, mean, idx, None), mean
+    h_q = hyper_output(model, z_sym, quality)
     anchor = anchor_mask(*h_q.shape[2:])
     mean_a, idx_a = _split(model, model.exact.refine(h_q, None, anchor))
     r_a = code(SECTION_Y, _dequantize(mean_a), idx_a, anchor)
@@ -238,8 +267,8 @@ def encode_array(array: np.ndarray, mode: str = "RGB", quality: float = DEFAULT_
 
     def encode_pass(kind, mean, idx, where):
         nonlocal bits, clipped
-        rounded = torch.round(y - mean)
-        r = model.y_coder.clamp(rounded, idx).to(torch.int64)
+        rounded = torch.sub(y, mean).round_()
+        r = model.y_coder.clamp(rounded, idx)
         sel = _positions(where, r.shape)
         clipped += int((r != rounded).numpy()[sel].sum())
         values, index = r.numpy()[sel], idx.numpy()[sel]
@@ -247,7 +276,7 @@ def encode_array(array: np.ndarray, mode: str = "RGB", quality: float = DEFAULT_
         bits += model.y_coder.information_bits(values, index)
         return r
 
-    y_sym, _ = _code_y(model, hyper_output(model, z_sym.cpu(), quality), encode_pass)
+    y_sym, _ = _code_y(model, z_sym.cpu(), quality, encode_pass)
     data = vzformat.pack(mode=mode, width=width, height=height, quality=quality, model=model.name,
                          weights_hash=model.weights_hash, sections=sections,
                          symbols_crc=symbol_checksum(z_np, y_sym.numpy()))
@@ -291,12 +320,12 @@ def decode_array(data: bytes, model: LoadedModel | str | None = None, max_pixels
     z_np = model.z_coder.decode(sections[SECTION_Z], z_idx.numpy())
 
     def decode_pass(kind, mean, idx, where):
-        r = np.zeros(idx.shape, dtype=np.int64)
+        r = np.zeros(idx.shape, dtype=np.int32)
         sel = _positions(where, r.shape)
         r[sel] = model.y_coder.decode(sections[kind], idx.numpy()[sel])
         return torch.from_numpy(r)
 
-    y_sym, mean = _code_y(model, hyper_output(model, torch.from_numpy(z_np), header.quality), decode_pass)
+    y_sym, mean = _code_y(model, torch.from_numpy(z_np), header.quality, decode_pass)
     if symbol_checksum(z_np, y_sym.numpy()) != header.symbols_crc:
         raise DecodeMismatchError("decoded symbols do not match the encoder's (symbol checksum); this machine "
                                   "computed different probabilities than the one that wrote the file")

@@ -35,6 +35,8 @@ _Categorical = constriction.stream.model.Categorical
 _Uniform = constriction.stream.model.Uniform
 ESCAPE_BITS = 24  # n in 0..23: constriction's uniform models hold fewer than 2**24 symbols
 ESCAPE_LIMIT = 2**ESCAPE_BITS - 2  # the largest distance beyond an edge that an escape codes
+#: Elements handled at a time where per-element bounds are needed: memory stays flat for any image size.
+CHUNK = 1 << 22
 
 
 class Coder:
@@ -43,41 +45,53 @@ class Coder:
     def __init__(self, table: Table, escape: bool = False):
         self.table = table
         self.escape = escape
+        # Each table's range as int32, so that per-element bounds cost 4 bytes, not 8 (50 MP: 38 M elements).
+        self._lo = table.offset.astype(np.int32)
+        self._hi = (table.offset + table.length - 1).astype(np.int32)
 
     @functools.lru_cache(maxsize=None)
     def _model(self, i: int):
         return _Categorical(self.table.probabilities(i), perfect=False)
 
     def _groups(self, index: np.ndarray):
-        """Positions of the elements that use each table, in a fixed, decodable order."""
-        order = np.argsort(index, kind="stable")
-        tables, starts = np.unique(index[order], return_index=True)
-        ends = np.append(starts[1:], len(order))
-        return [(int(t), order[s:e]) for t, s, e in zip(tables, starts, ends)]
+        """Positions of the elements that use each table, in a fixed, decodable order: table by table, and
+        within a table in raster order."""
+        order = np.argsort(index, kind="stable")  # a radix sort for the small integer index types
+        counts = np.bincount(index, minlength=len(self.table))
+        ends = np.cumsum(counts)
+        return [(t, order[ends[t] - counts[t]:ends[t]]) for t in np.flatnonzero(counts)]
 
     def _range(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        lo = self.table.offset[index]
-        return lo, lo + self.table.length[index] - 1
+        return self._lo[index], self._hi[index]
 
     def clamp(self, values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """Integer-valued ``values`` -> the values a decoder will get back (for a coder without escape:
-        clamped to the range of each element's table; with escape: to ESCAPE_LIMIT beyond it)."""
+        """Integer-valued ``values`` -> the values a decoder will get back, as int32 (for a coder without
+        escape: clamped to the range of each element's table; with escape: to ESCAPE_LIMIT beyond it)."""
         margin = ESCAPE_LIMIT if self.escape else 0
-        lo, hi = (torch.from_numpy(b).to(values.device) for b in self._range(index.cpu().numpy()))
-        return torch.maximum(torch.minimum(values, (hi + margin).to(values.dtype)), (lo - margin).to(values.dtype))
+        flat = values.detach().cpu().reshape(-1).clamp(-2.0**30, 2.0**30).to(torch.int32).numpy()
+        tables = index.cpu().reshape(-1).numpy()
+        for start in range(0, len(flat), CHUNK):
+            part = slice(start, start + CHUNK)
+            lo, hi = self._range(tables[part])
+            np.clip(flat[part], lo - margin, hi + margin, out=flat[part])
+        return torch.from_numpy(flat).view(values.shape).to(values.device)
 
     def _split(self, values: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Flat values -> (table symbols clamped into range, distances beyond the edge of the elements
-        at an edge, in raster order)."""
-        lo, hi = self._range(index)
-        symbols = np.clip(values, lo, hi)
-        at_edge = (symbols == lo) | (symbols == hi)
-        return symbols, np.abs(values - symbols)[at_edge]
+        at an edge, in raster order), a chunk at a time."""
+        symbols = np.empty_like(values)
+        beyond = []
+        for start in range(0, len(values), CHUNK):
+            part = slice(start, start + CHUNK)
+            lo, hi = self._range(index[part])
+            np.clip(values[part], lo, hi, out=symbols[part])
+            at_edge = (symbols[part] == lo) | (symbols[part] == hi)
+            beyond.append(np.abs(values[part] - symbols[part])[at_edge])
+        return symbols, np.concatenate(beyond) if beyond else np.zeros(0, values.dtype)
 
     def encode(self, values: np.ndarray, index: np.ndarray) -> bytes:
         """values: integer symbols, already passed through ``clamp``; index: the table of each."""
-        values = values.ravel().astype(np.int64)
-        index = index.ravel().astype(np.int64)
+        values, index = values.ravel(), index.ravel()
         symbols, beyond = self._split(values, index) if self.escape else (values, None)
         encoder = constriction.stream.queue.RangeEncoder()
         for t, pos in self._groups(index):
@@ -94,13 +108,13 @@ class Coder:
         if len(data) % 4:
             raise FormatError(f"entropy-coded section of {len(data)} bytes is not a whole number of "
                               "32-bit words; the file is corrupt")
-        flat = index.ravel().astype(np.int64)
-        out = np.empty(flat.shape, dtype=np.int64)
+        flat = index.ravel()
+        out = np.empty(flat.shape, dtype=np.int32)
         words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
         try:
             decoder = constriction.stream.queue.RangeDecoder(words)
             for t, pos in self._groups(flat):
-                out[pos] = decoder.decode(self._model(t), len(pos)).astype(np.int64) + self.table.offset[t]
+                out[pos] = decoder.decode(self._model(t), len(pos)) + self._lo[t]
             if self.escape:
                 lo, hi = self._range(flat)
                 edge = np.nonzero((out == lo) | (out == hi))[0]
@@ -110,20 +124,24 @@ class Coder:
                     long = n > 0
                     if long.any():
                         low[long] = decoder.decode(_Uniform(), (1 << n[long]).astype(np.int32))
-                    beyond = (1 << n) + low - 1
+                    beyond = ((1 << n) + low - 1).astype(np.int32)
                     out[edge] += np.where(out[edge] == lo[edge], -beyond, beyond)
         except Exception as e:  # constriction reports invalid data with various exception types
             raise FormatError(f"entropy-coded data cannot be decoded ({e}); the file is corrupt") from None
         return out.reshape(index.shape)
 
-    def information_bits(self, values: np.ndarray, index: np.ndarray) -> float:
-        """-sum log2 P(symbol) under the tables, escapes included: the rate the coder should reach."""
-        values = values.ravel().astype(np.int64)
-        index = index.ravel().astype(np.int64)
-        symbols, beyond = self._split(values, index) if self.escape else (values, np.zeros(0, np.int64))
-        p = self.table.pmf[index, symbols - self.table.offset[index]]
-        n, _ = _exp_golomb(beyond)
-        return float(-np.log2(np.maximum(p, 2.0**-24)).sum() + len(n) * np.log2(ESCAPE_BITS) + n.sum())
+    def information_bits(self, values: np.ndarray, index: np.ndarray, chunk: int = 1 << 22) -> float:
+        """-sum log2 P(symbol) under the tables, escapes included: the rate the coder should reach (summed
+        over chunks of elements, so that no image-sized float64 array is made)."""
+        values, index = values.ravel(), index.ravel()
+        bits = 0.0
+        for start in range(0, len(values), chunk):
+            v, i = values[start:start + chunk], index[start:start + chunk]
+            symbols, beyond = self._split(v, i) if self.escape else (v, np.zeros(0, np.int64))
+            p = self.table.pmf[i, symbols - self._lo[i]]
+            n, _ = _exp_golomb(beyond)
+            bits += float(-np.log2(np.maximum(p, 2.0**-24)).sum() + len(n) * np.log2(ESCAPE_BITS) + n.sum())
+        return bits
 
 
 def _exp_golomb(beyond: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
