@@ -4,6 +4,8 @@ one thread and with every core, all in one run (so that the ratios hold even whe
     python benchmarks/speed.py [--sizes 0.4,2,12,50] [--codecs vaezip,vaezip:msh64-r12,heic,avif,jpegxl,compressai]
                                [--out benchmarks/results/speed.json]
 
+Rows of codecs and sizes that a run does not measure are kept from the existing results file.
+
 Every measurement runs in a fresh process, so its peak RSS (resident memory) is its own; a codec's file for
 the decode runs is written by its encode run. ``vaezip`` is the default model, ``vaezip:NAME`` another one.
 ``compressai`` is CompressAI's mean-scale hyperprior with vaezip's default width (N=128, M=192; untrained
@@ -157,6 +159,13 @@ def worker(codec: str, op: str, path: str, threads: int) -> dict:
     return {"seconds": seconds, "peak_rss_mb": _peak_mb(), "bytes": len(data)}
 
 
+def codecs_order(codec: str) -> int:
+    """The default model first, then other vaezip models, then the other codecs in a fixed order."""
+    order = ["vaezip", "vaezip:", "heic", "avif", "jpegxl", "compressai"]
+    family = "vaezip:" if codec.startswith("vaezip:") else codec
+    return order.index(family) if family in order else len(order)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     kodak = os.environ.get("VAEZIP_KODAK", "../shared/datasets/kodak")
@@ -205,6 +214,10 @@ def main() -> None:
     from vaezip.bench.run import cpu_name
 
     out = Path(args.out)
+    if out.exists():  # the rows of codecs and sizes not measured now stay
+        measured = {(r["codec"], r["megapixels"]) for r in rows}
+        rows = [r for r in json.loads(out.read_text())["rows"] if (r["codec"], r["megapixels"]) not in measured] + rows
+        rows.sort(key=lambda r: (r["megapixels"], codecs_order(r["codec"]), r["threads"]))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"cpu": cpu_name(), "cores": CORES, "machine": platform.machine(),
                                "python": platform.python_version(), "source": Path(args.source).name,
