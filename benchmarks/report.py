@@ -97,8 +97,8 @@ def dataset_section(name: str, curves: dict, model: str, reference: dict) -> tup
                      f"{lo:.1f}–{hi:.1f} | {c['version']} |")
     for key, v in reference.items():
         value = bd_rate(v["bpp"], v["psnr"], *_xy(test["points"]))
-        lo, hi = max(min(v["psnr"]), min(p["psnr"] for p in test["points"])), min(max(v["psnr"]),
-                                                                                   max(p["psnr"] for p in test["points"]))
+        ours = [p["psnr"] for p in test["points"]]
+        lo, hi = max(min(v["psnr"]), min(ours)), min(max(v["psnr"]), max(ours))
         headline[f"ref:{key}"] = value
         lines.append(f"| {key} (published) | {_pct(value)} | "
                      f"{bd_quality(v['bpp'], v['psnr'], *_xy(test['points'])):+.2f} dB | {lo:.1f}–{hi:.1f} | "
@@ -158,18 +158,22 @@ def speed_section(path: Path) -> tuple[list[str], str]:
              "heic": "HEIC", "avif": "AVIF", "jpegxl": "JPEG XL", "compressai": "CompressAI mbt2018-mean N=128 M=192"}
     lines = ["## Speed", "", f"Seconds and peak resident memory per image, {data['cpu']}, {data['cores']} cores; each "
              "measurement in a fresh process (`python benchmarks/speed.py`). vaezip at quality 75, the others at 50.",
-             "", "| MP | codec | threads | encode s | decode s | encode MB | decode MB |", "|---|---|---|---|---|---|---|"]
+             "", "| MP | codec | threads | encode s | decode s | encode MB | decode MB |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['megapixels']:g} | {names.get(r['codec'], r['codec'])} | {r['threads']} | {r['encode_s']:.2f} | "
-                     f"{r['decode_s']:.2f} | {r['encode_peak_rss_mb']} | {r['decode_peak_rss_mb']} |")
+        lines.append(f"| {r['megapixels']:g} | {names.get(r['codec'], r['codec'])} | {r['threads']} | "
+                     f"{r['encode_s']:.2f} | {r['decode_s']:.2f} | {r['encode_peak_rss_mb']} | "
+                     f"{r['decode_peak_rss_mb']} |")
     lines += [f"| {r['megapixels']:g} | {names.get(r['codec'], r['codec'])} | {r['threads']} | {r['skipped']} | | | |"
               for r in data["rows"] if "skipped" in r]
     ours = {(r["megapixels"], r["threads"]): r for r in rows if r["codec"] == "vaezip"}
     theirs = {(r["megapixels"], r["threads"]): r for r in rows if r["codec"] == "compressai"}
     ratios = [f"{mp:g} MP, {th} thread{'s' * (th > 1)}: {theirs[mp, th]['encode_s'] / r['encode_s']:.1f}x / "
-              f"{theirs[mp, th]['decode_s'] / r['decode_s']:.1f}x" for (mp, th), r in ours.items() if (mp, th) in theirs]
+              f"{theirs[mp, th]['decode_s'] / r['decode_s']:.1f}x"
+              for (mp, th), r in ours.items() if (mp, th) in theirs]
     if ratios:
-        lines += ["", "vaezip's speed over CompressAI's same architecture (encode / decode): " + "; ".join(ratios) + "."]
+        lines += ["", "vaezip's speed over CompressAI's same architecture (encode / decode): "
+                  + "; ".join(ratios) + "."]
     top = max(data["cores"], 1)
     short = ["| image | threads | encode s | decode s | peak MB |", "|---|---|---|---|---|"]
     short += [f"| {r['megapixels']:g} MP | {r['threads']} | {r['encode_s']:.1f} | {r['decode_s']:.1f} | "
@@ -241,7 +245,8 @@ def main() -> None:
     for path, text in out.items():
         path.write_text(text)
     for name, curves in by_dataset.items():
-        plot(summarise(curves, "heic", str(REFERENCES[name]) if name in REFERENCES else None), args.results / name / "rd.png")
+        reference = str(REFERENCES[name]) if name in REFERENCES else None
+        plot(summarise(curves, "heic", reference), args.results / name / "rd.png")
     print("wrote " + ", ".join(str(p.relative_to(ROOT)) for p in out) + " and the rd.png of "
           + ", ".join(by_dataset))
 

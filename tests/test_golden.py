@@ -43,7 +43,8 @@ def test_golden_file_decodes_to_its_pixels(path):
     weights = DATA / f"{info.model}.npz"
     if info.model not in PATHS:
         assert REGISTRY[info.model].installed, "a golden file's model was removed: old files no longer decode"
-    out = np.asarray(vaezip.decompress(path, model=str(weights) if weights.exists() else None))  # raises if any symbol differs
+    # decompress raises if any symbol differs
+    out = np.asarray(vaezip.decompress(path, model=str(weights) if weights.exists() else None))
     expected = np.asarray(Image.open(path.with_suffix(".png")))
     assert out.shape == expected.shape
     diff = np.abs(out.astype(int) - expected)

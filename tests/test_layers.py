@@ -93,7 +93,8 @@ def test_the_codec_imports_neither_training_nor_bench(root):
 
 
 def test_only_training_and_its_commands_import_training():
-    importers = {m for m, deps in GRAPH.items() if _within(deps, "vaezip.training") and not m.startswith("vaezip.training")}
+    importers = {m for m, deps in GRAPH.items()
+                 if _within(deps, "vaezip.training") and not m.startswith("vaezip.training")}
     assert importers <= {"vaezip.cli"}, importers
 
 

@@ -312,7 +312,8 @@ def models():
               help="bf16: the transforms under bfloat16 autocast (the likelihoods stay float32); auto: bf16 on "
                    "GPUs and on CPUs with native bf16 (AMX, AVX-512 BF16), else fp32.")
 def train(data, run_dir, steps, batch, patch, max_downscale, lr, decay_steps, threads, sync_every, seed, level_tilt,
-          n, m, hyper_hidden, z_channels, context, conditional, levels, res_blocks, validate_dir, validate_every, compile_,
+          n, m, hyper_hidden, z_channels, context, conditional, levels, res_blocks, validate_dir, validate_every,
+          compile_,
           init_from, device, precision):
     """Train (or resume training) the variable-rate model on a folder of images.
 

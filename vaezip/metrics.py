@@ -1,4 +1,5 @@
-"""Image quality metrics on uint8 RGB arrays: PSNR-RGB, and MS-SSIM (Wang et al. 2003) through pytorch-msssim (the bench extra)."""
+"""Image quality metrics on uint8 RGB arrays: PSNR-RGB, and MS-SSIM (Wang et al. 2003) through pytorch-msssim
+(the bench extra)."""
 from __future__ import annotations
 
 import math

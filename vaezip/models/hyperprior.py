@@ -103,7 +103,8 @@ class RDOutput:
     z_likelihood: torch.Tensor
 
 
-def rd_loss(out: RDOutput, x: torch.Tensor, lam: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def rd_loss(out: RDOutput, x: torch.Tensor,
+            lam: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The one rate–distortion loss, for training and for encode-time refinement: per sample
     lambda * 255^2 * MSE(x, x_hat) + bits / pixels, averaged over the batch. As a VAE's negative ELBO: the rate
     is the KL term (the cross-entropy of the noisy latents under the prior), the MSE the likelihood term, and

@@ -109,7 +109,8 @@ def grow(source: MeanScaleHyperprior, target: ModelConfig, seed: int = 0) -> Mea
     if not can_grow(source.config, target):
         raise GrowError(f"cannot grow a model of config {source.config} into {target}: only the widths N and M "
                         f"may grow, with --z-channels {source.config.hyper_width} and --hyper-channels "
-                        f"{hyper_hidden(source.config)}, and a context model, --conditional, --res-blocks or --levels (at the same lambda spacing) be added")
+                        f"{hyper_hidden(source.config)}, and a context model, --conditional, --res-blocks or --levels "
+                        "(at the same lambda spacing) be added")
     m0, m = source.config.m, target.m
     torch.manual_seed(seed)
     grown = build_model(target)

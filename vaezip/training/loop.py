@@ -116,7 +116,8 @@ def _start_from(state: _State, init_from: str, seed: int, log) -> None:
     if start.config != target:
         if not can_grow(start.config, target):
             raise CheckpointError(f"{init_from}: its model config {start.config} differs from this run's {target}; "
-                                  "only N and M can grow, and a context, --conditional, --res-blocks or --levels be added")
+                                  "only N and M can grow, and a context, --conditional, --res-blocks or --levels "
+                                  "be added")
         source = grow(source, target, seed=seed)
         log(f"grew {start.name} ({describe_shape(start.config)}) into {describe_shape(target)}")
     state.model.load_state_dict(source.state_dict())

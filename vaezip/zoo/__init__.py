@@ -67,7 +67,8 @@ def read_manifest(path: Path = MANIFEST) -> dict[str, ZooEntry]:
         models = json.loads(path.read_text())["models"]
         return {m["name"]: ZooEntry(**m) for m in models}
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ModelError(f"{path}: the model manifest is unreadable ({e.__class__.__name__}); reinstall vaezip") from None
+        raise ModelError(f"{path}: the model manifest is unreadable ({e.__class__.__name__}); "
+                         "reinstall vaezip") from None
 
 
 def manifest_text(entries: dict[str, ZooEntry]) -> str:

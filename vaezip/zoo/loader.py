@@ -80,7 +80,8 @@ def load_file(path: Path | str, name: str | None = None, device: str | torch.dev
     try:
         raw = path.read_bytes()
     except OSError as e:
-        raise ModelError(f"{path}: cannot read model weights ({e.strerror}); pass an .npz that vaezip export wrote") from None
+        raise ModelError(f"{path}: cannot read model weights ({e.strerror}); "
+                         "pass an .npz that vaezip export wrote") from None
     try:
         with np.load(io.BytesIO(raw), allow_pickle=False) as arrays:
             contents = {k: arrays[k] for k in arrays.files}
